@@ -1,0 +1,3 @@
+from cascade_ci.cli import main
+
+main()

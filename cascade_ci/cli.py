@@ -1,0 +1,261 @@
+"""The `cascade` command: parse, build Settings, call one stage, map the result to an exit code.
+
+Exit codes: 0 success/passed/promoted, 1 blocked or refused (a decision), 2 usage, configuration or
+infrastructure error. With `--json`, stdout carries only the JSON payload; messages go to stderr.
+Heavy libraries are imported inside the commands so that `cascade --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from cascade_ci.catalog.base import BranchCatalog
+    from cascade_ci.settings import Settings
+
+EXIT_OK, EXIT_DECISION, EXIT_ERROR = 0, 1, 2
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout; messages go to stderr.")
+run_id_option = click.option(
+    "--run-id",
+    envvar="GITHUB_RUN_ID",
+    required=True,
+    metavar="ID",
+    help="Workflow run id (default: $GITHUB_RUN_ID). Names the branch pipeline/run-ID.",
+)
+
+
+def _emit(payload: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(text)
+
+
+def command(fn: Callable[..., int | None]) -> Callable[..., None]:
+    """Turn CascadeError into its exit code, as `{"type", "message"}` on stdout under --json."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from cascade_ci.errors import CascadeError
+
+        try:
+            code = fn(*args, **kwargs) or EXIT_OK
+        except CascadeError as e:
+            if kwargs.get("as_json"):
+                click.echo(json.dumps({"type": type(e).__name__, "message": str(e)}))
+            click.echo(f"cascade: {e}", err=True)
+            code = e.exit_code
+        sys.exit(code)
+
+    return wrapper
+
+
+def _open(**overrides: Any) -> tuple[Settings, BranchCatalog]:
+    from cascade_ci.catalog import open_catalog
+    from cascade_ci.settings import load_settings
+
+    settings = load_settings(**overrides)
+    return settings, open_catalog(settings)
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint="--now") from e
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cascade-ci", prog_name="cascade")
+def cli() -> None:
+    """Write-Audit-Publish for Iceberg tables: branch, write, validate, promote.
+
+    Every workflow run writes to its own zero-copy branch pipeline/run-ID; gates judge the branch
+    head; a passing verdict lets `promote` fast-forward main to exactly that data and tag it.
+
+    Settings come from flags, then environment variables, then .env (see .env.example).
+    The embedded catalog (CASCADE_CATALOG=local, the default) keeps its state in CASCADE_HOME.
+
+    \b
+    Exit codes: 0 ok, 1 blocked or refused, 2 usage/configuration/infrastructure error.
+    """
+
+
+@cli.command()
+@run_id_option
+@click.option(
+    "--attempt",
+    envvar="GITHUB_RUN_ATTEMPT",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run attempt (default: $GITHUB_RUN_ATTEMPT). A rerun reuses the run's branch.",
+)
+@click.option("--recreate", is_flag=True, help="Drop the run's branch and start it afresh from main.")
+@json_option
+@command
+def branch(run_id: str, attempt: int, recreate: bool, as_json: bool) -> None:
+    """Create (or reuse) the run's branch from main and print its name.
+
+    Writes the job outputs branch, base_hash, head_hash, attempt and action when $GITHUB_OUTPUT is set.
+    """
+    from cascade_ci import github
+    from cascade_ci.stages.branch import create_run_branch
+
+    settings, catalog = _open()
+    result = create_run_branch(settings, catalog, run_id, attempt=attempt, recreate=recreate)
+    github.write_outputs(result.outputs())
+    click.echo(f"{result.action} {result.branch} at {result.head_hash[:12]} (base {result.base_hash[:12]})", err=True)
+    _emit(result.to_dict(), as_json, result.branch)
+
+
+@cli.command()
+@run_id_option
+@click.option("--gates", metavar="LIST", help="Comma-separated gates to run (default: $CASCADE_GATES).")
+@click.option("--reports-dir", type=click.Path(file_okay=False), help="Where reports go (default: reports).")
+@json_option
+@command
+def validate(run_id: str, gates: str | None, reports_dir: str | None, as_json: bool) -> int:
+    """Run the gates on the run's branch head and store the verdict on the branch.
+
+    Writes junit.xml, summary.md and verdict.json to the reports folder, appends the summary to
+    $GITHUB_STEP_SUMMARY and the outputs (verdict, blocked, errors, warnings, ...) to $GITHUB_OUTPUT.
+    Exits 1 when the verdict blocks promotion.
+    """
+    from cascade_ci import github
+    from cascade_ci.stages.validate import publish
+    from cascade_ci.stages.validate import validate as run_validation
+
+    settings, catalog = _open(gates=gates, reports_dir=reports_dir)
+    verdict = run_validation(settings, catalog, run_id, run_url=github.RunContext.from_env().url)
+    paths = publish(verdict, settings.reports_dir, annotations=sys.stderr if as_json else sys.stdout)
+    click.echo(
+        f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, "
+        f"{len(verdict.checks)} checks; reports in {paths['summary'].parent}",
+        err=True,
+    )
+    _emit(verdict.to_dict(), as_json, verdict.outcome)
+    return EXIT_DECISION if verdict.blocked else EXIT_OK
+
+
+@cli.command()
+@run_id_option
+@click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
+@json_option
+@command
+def promote(run_id: str, dry_run: bool, as_json: bool) -> None:
+    """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
+
+    Refuses (exit 1) unless the newest verdict passed and judged exactly the branch head, and main
+    has not moved since the branch forked. Promoting an already promoted run is a no-op (exit 0).
+    """
+    from cascade_ci import github
+    from cascade_ci.stages.promote import promote as run_promotion
+
+    settings, catalog = _open()
+    run = github.RunContext.from_env()
+    provenance = {key: value for key, value in {"run_url": run.url, "actor": run.actor}.items() if value}
+    result = run_promotion(settings, catalog, run_id, dry_run=dry_run, provenance=provenance)
+    github.write_outputs(result.outputs())
+    click.echo(result.message, err=True)
+    _emit(result.to_dict(), as_json, result.tag or result.action)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--now", "now_text", metavar="ISO", help="Judge ages as of this ISO-8601 time (default: now).")
+@json_option
+@command
+def gc(dry_run: bool, now_text: str | None, as_json: bool) -> None:
+    """Delete pipeline branches past retention.
+
+    Passed or promoted runs are kept BRANCH_RETENTION_DAYS (7), failed or unvalidated runs
+    BRANCH_RETENTION_DAYS_FAILED (14), from their last commit. Main, tags, and branches cascade-ci
+    did not create are never touched.
+    """
+    from cascade_ci.stages.gc import collect_garbage
+
+    now = _parse_now(now_text)
+    settings, catalog = _open()
+    decisions = collect_garbage(settings, catalog, now, dry_run=dry_run)
+    lines = [f"{d.action:12} {d.branch}  {d.status}, {d.age_days:.1f} d old: {d.reason}" for d in decisions]
+    deleted = sum(d.action in ("deleted", "would-delete") for d in decisions)
+    click.echo(f"{deleted} of {len(decisions)} pipeline branches {'would be ' if dry_run else ''}deleted", err=True)
+    _emit([d.to_dict() for d in decisions], as_json, "\n".join(lines))
+
+
+@cli.command()
+@click.option("--prefix", default="", help="Only refs whose name starts with this.")
+@json_option
+@command
+def refs(prefix: str, as_json: bool) -> None:
+    """List branches and tags with their head hash and cascade metadata."""
+    _, catalog = _open()
+    rows = []
+    for ref in catalog.list_refs(prefix):
+        head = catalog.log(ref.hash, limit=1)[0]
+        rows.append(
+            {
+                "name": ref.name,
+                "kind": str(ref.kind),
+                "hash": ref.hash,
+                "time": head.time.isoformat(),
+                "message": head.message,
+                "properties": dict(head.properties),
+            }
+        )
+    text = "\n".join(f"{r['kind']:6} {r['hash'][:12]}  {r['name']}  ({r['message']})" for r in rows)
+    _emit(rows, as_json, text)
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many commits.")
+@json_option
+@command
+def log(ref: str | None, limit: int, as_json: bool) -> None:
+    """Show a ref's history, newest first (default: main)."""
+    settings, catalog = _open()
+    commits = catalog.log(ref or settings.main_branch, limit=limit)
+    rows = [
+        {
+            "hash": c.hash,
+            "parents": list(c.parents),
+            "time": c.time.isoformat(),
+            "message": c.message,
+            "properties": dict(c.properties),
+        }
+        for c in commits
+    ]
+    text = "\n".join(f"{c.hash[:12]} {c.time:%Y-%m-%d %H:%M:%S} {c.message}" for c in commits)
+    _emit(rows, as_json, text)
+
+
+@cli.command()
+@click.option("--to", "tag", required=True, metavar="TAG", help="The promotion tag to go back to.")
+@json_option
+@command
+def rollback(tag: str, as_json: bool) -> None:
+    """Make main's tables equal to TAG's again, as a new commit on main (no history is lost)."""
+    from cascade_ci.stages.rollback import rollback as run_rollback
+
+    settings, catalog = _open()
+    result = run_rollback(settings, catalog, tag)
+    click.echo(f"{settings.main_branch} restored to {tag} as {result.main_after[:12]}", err=True)
+    _emit(result.to_dict(), as_json, result.main_after)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,76 @@
+"""One error hierarchy; each class carries the exit code the CLI maps it to.
+
+Exit codes: 0 success, 1 a decision (blocked, refused), 2 usage, configuration or infrastructure.
+"""
+
+from __future__ import annotations
+
+
+class CascadeError(Exception):
+    """Root of every error cascade-ci raises on purpose."""
+
+    exit_code = 2
+
+
+class Terminal:
+    """Marker: retrying cannot help."""
+
+
+class Transient:
+    """Marker: the same call may succeed later (connection refused, 5xx, timeout)."""
+
+
+class ConfigError(CascadeError, Terminal):
+    """A setting or option has a bad value."""
+
+
+class InvalidNameError(ConfigError):
+    """A run id, branch or tag name that must not reach a catalog, engine or shell."""
+
+
+class CatalogError(CascadeError):
+    """The catalog refused or failed an operation."""
+
+
+class ServiceUnavailableError(CatalogError, Transient):
+    """A backend service did not answer or answered with a server error."""
+
+
+class NotFoundError(CatalogError, Terminal):
+    """A ref, commit or table does not exist."""
+
+
+class AlreadyExistsError(CatalogError, Terminal):
+    """A ref with that name already exists."""
+
+
+class ConflictError(CatalogError, Terminal):
+    """A compare-and-swap lost: the ref's head is not the expected hash."""
+
+    exit_code = 1
+
+
+class NotFastForwardError(ConflictError):
+    """The target's head is not an ancestor of the source's head."""
+
+
+class MergeConflictError(ConflictError):
+    """Both sides changed the same table since they forked."""
+
+    def __init__(self, message: str, tables: list[str]) -> None:
+        super().__init__(message)
+        self.tables = tables
+
+
+class ReadOnlyRefError(CatalogError, Terminal):
+    """Tags and detached hashes cannot be written."""
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency is not installed."""
+
+
+class RefusedError(CascadeError, Terminal):
+    """A stage decided not to act (nothing validated, verdict blocked, main moved)."""
+
+    exit_code = 1

@@ -1,0 +1,81 @@
+"""Names that reach catalogs, engines and shells: built here, validated here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from cascade_ci.errors import InvalidNameError
+
+DEFAULT_BRANCH_PREFIX = "pipeline/run-"
+MAIN = "main"
+TAG_PREFIX = "prod-"
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Nessie's own ref-name rule, narrowed: letters first, no "..", no "//", no trailing "/" or ".".
+_REF_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9._/-]{0,98}[A-Za-z0-9_-])?")
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9._/-]{0,62}")
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return `run_id` if it is 1-64 letters, digits, `-` or `_`, starting alphanumeric."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise InvalidNameError(
+            f"invalid run id {run_id!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return run_id
+
+
+def validate_attempt(attempt: int) -> int:
+    """Return `attempt` if it is a positive workflow run attempt."""
+    if attempt < 1:
+        raise InvalidNameError(f"invalid attempt {attempt}: attempts count from 1")
+    return attempt
+
+
+def validate_ref_name(name: str) -> str:
+    """Return `name` if it is a safe branch or tag name."""
+    if not _REF_NAME.fullmatch(name) or ".." in name or "//" in name:
+        raise InvalidNameError(
+            f"invalid ref name {name!r}: start with a letter; use letters, digits, '.', '_', '-', '/'; "
+            "no '..' or '//'; end with a letter, digit, '_' or '-'"
+        )
+    return name
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return `prefix` if branch names built from it are valid ref names."""
+    if not _PREFIX.fullmatch(prefix) or ".." in prefix or "//" in prefix:
+        raise InvalidNameError(
+            f"invalid branch prefix {prefix!r}: start with a letter; letters, digits, '.', '_', '-', '/'"
+        )
+    return prefix
+
+
+def branch_name(run_id: str, prefix: str = DEFAULT_BRANCH_PREFIX) -> str:
+    """`pipeline/run-{run_id}`: one branch per workflow run, shared by all its attempts."""
+    return validate_ref_name(validate_prefix(prefix) + validate_run_id(run_id))
+
+
+def run_id_of(branch: str, prefix: str = DEFAULT_BRANCH_PREFIX) -> str | None:
+    """The run id a branch was made for, or None if the branch is not a pipeline branch."""
+    if not branch.startswith(prefix):
+        return None
+    rest = branch[len(prefix) :]
+    return rest if _RUN_ID.fullmatch(rest) else None
+
+
+def promotion_tag(now: datetime, exists: Callable[[str], bool]) -> str:
+    """`prod-YYYYMMDD-HHMMSS` in UTC; `-2`, `-3`, ... appended while `exists(name)` says taken."""
+    base = TAG_PREFIX + now.astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while exists(name):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def local_run_id(now: datetime) -> str:
+    """A fresh run id for runs outside GitHub Actions: `local-YYYYMMDDHHMMSSffffff`."""
+    return "local-" + now.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")

@@ -1,0 +1,1 @@
+"""Pure renderers of a Verdict: JUnit XML, Markdown, job outputs."""

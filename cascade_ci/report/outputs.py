@@ -1,0 +1,25 @@
+"""Verdict -> the key/value job outputs a workflow reads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cascade_ci.gates.result import Verdict
+
+
+def render(verdict: Verdict) -> dict[str, str]:
+    """`verdict`, `blocked`, `errors`, `warnings`, `branch`, `validated_hash`, ... as strings."""
+    return {
+        "verdict": verdict.outcome,
+        "blocked": str(verdict.blocked).lower(),
+        "errors": str(verdict.errors),
+        "warnings": str(verdict.warnings),
+        "checks": str(len(verdict.checks)),
+        "branch": verdict.branch,
+        "validated_hash": verdict.validated_hash,
+        "base_hash": verdict.base_hash,
+        "run_id": verdict.run_id,
+        "attempt": str(verdict.attempt),
+        "gates": ",".join(f"{gate.gate}:{gate.status}" for gate in verdict.gates),
+    }

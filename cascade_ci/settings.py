@@ -1,0 +1,133 @@
+"""Settings: one pydantic model, resolved once (flags, then environment, then `.env`), passed explicitly.
+
+Environment names are the flat names users already set in their workflows (`BRANCH_RETENTION_DAYS`);
+cascade-ci's own knobs carry a `CASCADE_` prefix. This module is the only place defaults live.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cascade_ci.errors import ConfigError, InvalidNameError
+from cascade_ci.naming import DEFAULT_BRANCH_PREFIX, validate_prefix, validate_ref_name
+
+
+class CatalogKind(StrEnum):
+    LOCAL = "local"
+    NESSIE = "nessie"
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class Settings(BaseSettings):
+    """Every setting of cascade-ci, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    # Where state lives and how things are named.
+    catalog: CatalogKind = Field(CatalogKind.LOCAL, validation_alias=AliasChoices("CASCADE_CATALOG", "catalog"))
+    home: Path = Field(Path(".cascade"), validation_alias=AliasChoices("CASCADE_HOME", "home"))
+    branch_prefix: str = Field(
+        DEFAULT_BRANCH_PREFIX, validation_alias=AliasChoices("CASCADE_BRANCH_PREFIX", "branch_prefix")
+    )
+    reports_dir: Path = Field(Path("reports"), validation_alias=AliasChoices("CASCADE_REPORTS_DIR", "reports_dir"))
+    gates: str = Field("schema", validation_alias=AliasChoices("CASCADE_GATES", "gates"))
+    main_branch: str = Field("main", validation_alias=AliasChoices("ICEBERG_NESSIE_REF", "main_branch"))
+
+    # Retention of pipeline branches.
+    branch_retention_days: int = Field(7, ge=0)
+    branch_retention_days_failed: int = Field(14, ge=0)
+
+    # Gates and promotion.
+    auto_promote_enabled: bool = True
+    freshness_blocks_promotion: bool = False
+    pandera_critical_level: Severity = Severity.ERROR
+    validation_retry_enabled: bool = True
+    validation_retry_max_attempts: int = Field(3, ge=1, le=20)
+    validation_retry_delay_seconds: float = Field(300, ge=0)
+    glucose_freshness_hours: float = Field(24, gt=0)
+    github_events_freshness_hours: float = Field(24, gt=0)
+    github_stats_freshness_hours: float = Field(48, gt=0)
+
+    # Production catalog (Nessie); used when CASCADE_CATALOG=nessie.
+    nessie_uri: str = "http://localhost:19120"
+    nessie_warehouse: str = "warehouse"
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "s3_access_key_id")
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "s3_secret_access_key")
+    )
+
+    # GitHub (tokens are secrets and never printed).
+    github_token: SecretStr | None = None
+
+    @field_validator("branch_prefix")
+    @classmethod
+    def _prefix_is_safe(cls, value: str) -> str:
+        try:
+            return validate_prefix(value)
+        except InvalidNameError as e:
+            raise ValueError(str(e)) from e
+
+    @field_validator("main_branch")
+    @classmethod
+    def _main_is_safe(cls, value: str) -> str:
+        try:
+            return validate_ref_name(value)
+        except InvalidNameError as e:
+            raise ValueError(str(e)) from e
+
+    @field_validator("gates")
+    @classmethod
+    def _gates_are_known(cls, value: str) -> str:
+        parse_gates(value)
+        return value
+
+    @property
+    def gate_names(self) -> list[str]:
+        return parse_gates(self.gates)
+
+
+GATE_NAMES = ("schema", "pandera", "dbt", "freshness")
+
+
+def parse_gates(spec: str) -> list[str]:
+    """`"schema,dbt"` -> `["schema", "dbt"]`; unknown names are refused."""
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    unknown = [name for name in names if name not in GATE_NAMES]
+    if unknown or not names:
+        raise ValueError(f"unknown gate(s) {unknown or spec!r}; choose from {', '.join(GATE_NAMES)}")
+    return names
+
+
+_ENV_NAMES = {
+    name: (field.validation_alias.choices[0] if isinstance(field.validation_alias, AliasChoices) else name.upper())
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve settings; `overrides` (from CLI flags) win. A bad value raises ConfigError naming the variable."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            name = _ENV_NAMES.get(field, field)
+            problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from e

@@ -1,0 +1,79 @@
+"""GC stage: delete pipeline branches past their retention; touch nothing else.
+
+Only branches under the configured prefix that carry cascade-ci's creation marker are candidates.
+Passed and promoted runs are kept `BRANCH_RETENTION_DAYS`, failed or never-validated runs
+`BRANCH_RETENTION_DAYS_FAILED`, counted from the branch's last commit. Deletes are compare-and-swap
+on the head that was judged: a branch written to meanwhile is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cascade_ci.catalog.base import RefKind
+from cascade_ci.errors import ConflictError, NotFoundError
+from cascade_ci.stages.meta import read_branch
+
+if TYPE_CHECKING:
+    from cascade_ci.catalog.base import BranchCatalog
+    from cascade_ci.settings import Settings
+
+
+@dataclass(frozen=True)
+class GcDecision:
+    branch: str
+    hash: str
+    status: str  # promoted | passed | failed | unvalidated | foreign
+    age_days: float
+    retention_days: int | None
+    action: str  # deleted | would-delete | kept | skipped
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _status(catalog: BranchCatalog, state: Any, main_hash: str) -> str:
+    if catalog.is_ancestor(state.ref.hash, main_hash):
+        return "promoted"
+    if state.verdict is None:
+        return "unvalidated"
+    return "failed" if state.verdict.blocked else "passed"
+
+
+def collect_garbage(
+    settings: Settings, catalog: BranchCatalog, now: datetime, dry_run: bool = False
+) -> list[GcDecision]:
+    """Judge every branch under the prefix; delete the expired ones unless `dry_run`."""
+    main = catalog.get_ref(settings.main_branch)
+    decisions = []
+    for ref in catalog.list_refs(settings.branch_prefix):
+        if ref.kind is not RefKind.BRANCH or ref.name == settings.main_branch:
+            continue
+        state = read_branch(catalog, ref.name)
+        age = (now - state.last_activity).total_seconds() / 86400
+        if not state.ours:
+            decisions.append(
+                GcDecision(ref.name, ref.hash, "foreign", age, None, "skipped", "not created by cascade-ci")
+            )
+            continue
+        status = _status(catalog, state, main.hash)
+        keep_days = (
+            settings.branch_retention_days
+            if status in ("promoted", "passed")
+            else settings.branch_retention_days_failed
+        )
+        if age <= keep_days:
+            decisions.append(GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", "within retention"))
+            continue
+        if dry_run:
+            decisions.append(GcDecision(ref.name, ref.hash, status, age, keep_days, "would-delete", "expired"))
+            continue
+        try:
+            catalog.delete_ref(ref.name, expected_hash=ref.hash)
+            decisions.append(GcDecision(ref.name, ref.hash, status, age, keep_days, "deleted", "expired"))
+        except (ConflictError, NotFoundError) as e:
+            decisions.append(GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", f"changed meanwhile: {e}"))
+    return decisions

@@ -1,0 +1,44 @@
+"""Rollback: make main's tables equal to a promotion tag's, as a new commit. History is kept."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from cascade_ci.catalog.base import RefKind
+from cascade_ci.errors import ConflictError, RefusedError
+from cascade_ci.stages.meta import KIND, MetaKind
+
+if TYPE_CHECKING:
+    from cascade_ci.catalog.base import BranchCatalog
+    from cascade_ci.settings import Settings
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    tag: str
+    tag_hash: str
+    main_before: str
+    main_after: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rollback(settings: Settings, catalog: BranchCatalog, tag: str) -> RollbackResult:
+    """Append a commit to main restoring the tables at `tag`; compare-and-swap on main's head."""
+    target = catalog.get_ref(tag)
+    if target.kind is not RefKind.TAG:
+        raise RefusedError(f"{tag!r} is a {target.kind}, not a tag; rollback goes to a promotion tag")
+    main = catalog.get_ref(settings.main_branch)
+    try:
+        after = catalog.restore(
+            settings.main_branch,
+            target.hash,
+            expected_hash=main.hash,
+            message=f"rollback {settings.main_branch} to {tag}",
+            properties={KIND: MetaKind.ROLLBACK, "cascade.rollback-to": tag, "cascade.rollback-hash": target.hash},
+        )
+    except ConflictError as e:
+        raise RefusedError(f"{settings.main_branch} moved during rollback; nothing was changed: {e}") from e
+    return RollbackResult(tag, target.hash, main.hash, after.hash)

@@ -1,0 +1,135 @@
+"""Validate stage: run the gates on a branch head, store the verdict on the branch, write the reports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from cascade_ci import github
+from cascade_ci.catalog.base import ChangeKind
+from cascade_ci.errors import RefusedError
+from cascade_ci.gates import GateContext, run_gate
+from cascade_ci.gates.result import TableDelta, Verdict
+from cascade_ci.naming import branch_name
+from cascade_ci.report import junit, markdown, outputs
+from cascade_ci.stages.meta import KIND, VALIDATED_HASH, VERDICT, MetaKind, read_branch
+
+if TYPE_CHECKING:
+    from cascade_ci.catalog.base import BranchCatalog, TableChange
+    from cascade_ci.settings import Settings
+
+
+def _rows(table: object) -> int | None:
+    snapshot = table.current_snapshot()  # type: ignore[attr-defined]
+    if snapshot is None:
+        return 0
+    total = snapshot.summary.additional_properties.get("total-records") if snapshot.summary else None
+    return int(total) if total is not None else None
+
+
+def table_deltas(catalog: BranchCatalog, base: str, head: str, changes: list[TableChange]) -> tuple[TableDelta, ...]:
+    """Rows and schema changes per changed table, from snapshot summaries (no data is read)."""
+    from cascade_ci.gates.schema_gate import compare_schemas
+
+    before, after = catalog.tables(base), catalog.tables(head)
+    deltas = []
+    for change in changes:
+        old = before.load_table(change.table) if change.kind is not ChangeKind.ADDED else None
+        new = after.load_table(change.table) if change.kind is not ChangeKind.REMOVED else None
+        schema = [c.text for c in compare_schemas(old.schema(), new.schema())] if old and new else []
+        deltas.append(
+            TableDelta(
+                table=change.table,
+                change=str(change.kind),
+                rows_before=_rows(old) if old else None,
+                rows_after=_rows(new) if new else None,
+                schema_changes=tuple(schema),
+            )
+        )
+    return tuple(deltas)
+
+
+def validate(
+    settings: Settings,
+    catalog: BranchCatalog,
+    run_id: str,
+    gates: list[str] | None = None,
+    run_url: str | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Verdict:
+    """Judge the branch head of run `run_id` and record the verdict as a commit on the branch."""
+    name = branch_name(run_id, settings.branch_prefix)
+    state = read_branch(catalog, name)
+    if not state.ours or state.base_hash is None:
+        raise RefusedError(f"branch {name!r} was not created by cascade-ci; validate only judges pipeline branches")
+    started, t0 = clock(), time.perf_counter()
+    head, base = state.ref.hash, state.base_hash
+    changes = catalog.diff(base, head)
+    ctx = GateContext(settings, catalog, name, head, base, tuple(changes))
+    results = tuple(run_gate(gate, ctx) for gate in (gates or settings.gate_names))
+    verdict = Verdict(
+        run_id=run_id,
+        attempt=state.attempt,
+        branch=name,
+        validated_hash=head,
+        base_ref=settings.main_branch,
+        base_hash=base,
+        started_at=started.isoformat(),
+        duration_s=round(time.perf_counter() - t0, 3),
+        gates=results,
+        changes=table_deltas(catalog, base, head, changes),
+        run_url=run_url,
+    )
+    catalog.commit_meta(
+        name,
+        f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings",
+        {KIND: MetaKind.VERDICT, VERDICT: verdict.to_json(), VALIDATED_HASH: head},
+        expected_hash=head,
+    )
+    return verdict
+
+
+def publish(verdict: Verdict, reports_dir: Path, annotations: TextIO) -> dict[str, Path]:
+    """Write junit.xml, summary.md and verdict.json; feed the job summary, outputs and annotations."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    summary = markdown.render(verdict)
+    paths = {
+        "junit": reports_dir / "junit.xml",
+        "summary": reports_dir / "summary.md",
+        "verdict": reports_dir / "verdict.json",
+    }
+    paths["junit"].write_text(junit.render(verdict), encoding="utf-8")
+    paths["summary"].write_text(summary, encoding="utf-8")
+    paths["verdict"].write_text(verdict.to_json(indent=2), encoding="utf-8")
+    github.write_summary(summary)
+    github.write_outputs({**outputs.render(verdict), **{f"{k}_path": str(p) for k, p in paths.items()}})
+    annotate(verdict, annotations)
+    return paths
+
+
+def annotate(verdict: Verdict, stream: TextIO) -> None:
+    """One `::error`/`::warning` per failing check, capped at GitHub's per-step display limit."""
+    if not github.RunContext.from_env().in_actions:
+        return
+    counts = {"error": 0, "warning": 0}
+    for gate in verdict.gates:
+        if gate.error is not None:
+            counts["error"] += 1
+            github.annotate("error", gate.error, title=f"cascade {gate.gate} gate could not run", stream=stream)
+        for check in gate.checks:
+            if check.passed:
+                continue
+            level = "error" if check.blocks else "warning"
+            counts[level] += 1
+            if counts[level] <= github.ANNOTATION_LIMIT:
+                github.annotate(
+                    level,
+                    f"{check.table}: {check.message}",
+                    title=f"{check.gate}.{check.name}",
+                    file=check.file,
+                    line=check.line,
+                    stream=stream,
+                )
