@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 from cascade_ci.errors import AlreadyExistsError, NotFoundError, RefusedError
 from cascade_ci.naming import branch_name, validate_attempt
-from cascade_ci.stages.meta import ATTEMPT, BASE_HASH, CREATED_BY, CREATOR, KIND, RUN_ID, MetaKind, read_branch
+from cascade_ci.stages.meta import (
+    ATTEMPT,
+    BASE_HASH,
+    BRANCH,
+    CREATED_BY,
+    CREATOR,
+    KIND,
+    RUN_ID,
+    MetaKind,
+    read_branch,
+)
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
@@ -59,7 +69,14 @@ def create_run_branch(
     head = catalog.commit_meta(
         name,
         f"branch for run {run_id}",
-        {KIND: MetaKind.BRANCH, RUN_ID: run_id, ATTEMPT: str(attempt), BASE_HASH: main.hash, CREATED_BY: CREATOR},
+        {
+            KIND: MetaKind.BRANCH,
+            BRANCH: name,
+            RUN_ID: run_id,
+            ATTEMPT: str(attempt),
+            BASE_HASH: main.hash,
+            CREATED_BY: CREATOR,
+        },
         expected_hash=main.hash,
     )
     return BranchResult(name, main.hash, head.hash, attempt, "recreated" if state else "created")

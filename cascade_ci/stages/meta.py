@@ -23,6 +23,7 @@ BASE_HASH = "cascade.base-hash"
 VERDICT = "cascade.verdict"
 VALIDATED_HASH = "cascade.validated-hash"
 CREATED_BY = "cascade.created-by"
+BRANCH = "cascade.branch"
 CREATOR = "cascade-ci"
 HISTORY_LIMIT = 1000  # commits a pipeline branch may carry before its creation marker is looked for no further
 
@@ -53,8 +54,8 @@ class BranchState:
 
     @property
     def ours(self) -> bool:
-        """True if cascade-ci created this branch (it carries our creation marker)."""
-        return self.created is not None
+        """True if cascade-ci created this branch (its history holds the creation marker naming it)."""
+        return self.created is not None and self.created.properties.get(CREATED_BY) == CREATOR
 
     @property
     def base_hash(self) -> str | None:
@@ -82,7 +83,8 @@ def read_branch(catalog: BranchCatalog, name: str) -> BranchState:
         if kind == MetaKind.VERDICT and verdict_commit is None:
             verdict_commit = commit
             verdict_is_current = only_meta_since_head
-        if kind == MetaKind.BRANCH and commit.properties.get(CREATED_BY) == CREATOR:
+        if kind == MetaKind.BRANCH and commit.properties.get(BRANCH) == name:
+            # The marker names its branch: markers of other runs reach this history through main.
             created = commit
             break
         if kind not in META_ONLY:

@@ -1,0 +1,30 @@
+# Two entry points: `make run` (the main job on the embedded default) and `make test`.
+# Both create .venv and install cascade-ci into it on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/cascade run
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/cli_startup.py
+
+clean:
+	rm -rf $(VENV) .cascade reports
