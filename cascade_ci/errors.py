@@ -74,3 +74,11 @@ class RefusedError(CascadeError, Terminal):
     """A stage decided not to act (nothing validated, verdict blocked, main moved)."""
 
     exit_code = 1
+
+
+class SourceError(CascadeError, Terminal):
+    """A source answered with data that cannot be ingested (the message names the record)."""
+
+
+class SourceUnavailableError(SourceError, Transient):
+    """A source API did not answer, answered 5xx, or kept answering 202 (still computing)."""

@@ -1,0 +1,1 @@
+"""The reference pipeline: Nightscout glucose readings, GitHub user events and repository stats."""
