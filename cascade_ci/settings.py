@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cascade_ci.errors import ConfigError, InvalidNameError
@@ -31,18 +31,16 @@ class Settings(BaseSettings):
     """Every setting of cascade-ci, with its default."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True, frozen=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
 
     # Where state lives and how things are named.
-    catalog: CatalogKind = Field(CatalogKind.LOCAL, validation_alias=AliasChoices("CASCADE_CATALOG", "catalog"))
-    home: Path = Field(Path(".cascade"), validation_alias=AliasChoices("CASCADE_HOME", "home"))
-    branch_prefix: str = Field(
-        DEFAULT_BRANCH_PREFIX, validation_alias=AliasChoices("CASCADE_BRANCH_PREFIX", "branch_prefix")
-    )
-    reports_dir: Path = Field(Path("reports"), validation_alias=AliasChoices("CASCADE_REPORTS_DIR", "reports_dir"))
-    gates: str = Field("schema", validation_alias=AliasChoices("CASCADE_GATES", "gates"))
-    main_branch: str = Field("main", validation_alias=AliasChoices("ICEBERG_NESSIE_REF", "main_branch"))
+    catalog: CatalogKind = Field(CatalogKind.LOCAL, validation_alias="CASCADE_CATALOG")
+    home: Path = Field(Path(".cascade"), validation_alias="CASCADE_HOME")
+    branch_prefix: str = Field(DEFAULT_BRANCH_PREFIX, validation_alias="CASCADE_BRANCH_PREFIX")
+    reports_dir: Path = Field(Path("reports"), validation_alias="CASCADE_REPORTS_DIR")
+    gates: str = Field("schema", validation_alias="CASCADE_GATES")
+    main_branch: str = Field("main", validation_alias="ICEBERG_NESSIE_REF")
 
     # Retention of pipeline branches.
     branch_retention_days: int = Field(7, ge=0)
@@ -59,17 +57,22 @@ class Settings(BaseSettings):
     github_events_freshness_hours: float = Field(24, gt=0)
     github_stats_freshness_hours: float = Field(48, gt=0)
 
+    # Ingestion: the window each run reads, and where the sources are.
+    ingest_hours: float = Field(48, gt=0, validation_alias="CASCADE_INGEST_HOURS")
+    sample_seed: int = Field(7, validation_alias="CASCADE_SAMPLE_SEED")
+    nightscout_url: str | None = None
+    nightscout_api_secret: SecretStr | None = None
+    github_users: str = "octocat"
+    github_repos: str = "octocat/Hello-World"
+    github_api_url: str = "https://api.github.com"
+
     # Production catalog (Nessie); used when CASCADE_CATALOG=nessie.
     nessie_uri: str = "http://localhost:19120"
     nessie_warehouse: str = "warehouse"
     s3_endpoint: str | None = None
     s3_region: str = "us-east-1"
-    s3_access_key_id: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "s3_access_key_id")
-    )
-    s3_secret_access_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "s3_secret_access_key")
-    )
+    s3_access_key_id: SecretStr | None = Field(None, validation_alias="AWS_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr | None = Field(None, validation_alias="AWS_SECRET_ACCESS_KEY")
 
     # GitHub (tokens are secrets and never printed).
     github_token: SecretStr | None = None
@@ -114,14 +117,14 @@ def parse_gates(spec: str) -> list[str]:
 
 
 _ENV_NAMES = {
-    name: (field.validation_alias.choices[0] if isinstance(field.validation_alias, AliasChoices) else name.upper())
+    name: field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
     for name, field in Settings.model_fields.items()
 }
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Resolve settings; `overrides` (from CLI flags) win. A bad value raises ConfigError naming the variable."""
-    given = {key: value for key, value in overrides.items() if value is not None}
+    given = {_ENV_NAMES.get(key, key): value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**given)
     except ValidationError as e:

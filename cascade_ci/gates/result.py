@@ -99,8 +99,9 @@ class Verdict:
 
     @property
     def errors(self) -> int:
-        """Blocking failures plus gates that could not run."""
-        return sum(check.blocks for check in self.checks) + sum(gate.error is not None for gate in self.gates)
+        """Blocking failures plus gates that could not run; a verdict with no gate at all counts one."""
+        faults = sum(gate.error is not None for gate in self.gates) if self.gates else 1
+        return sum(check.blocks for check in self.checks) + faults
 
     @property
     def warnings(self) -> int:
@@ -108,7 +109,7 @@ class Verdict:
 
     @property
     def blocked(self) -> bool:
-        return self.errors > 0 or not self.gates
+        return self.errors > 0
 
     @property
     def outcome(self) -> str:

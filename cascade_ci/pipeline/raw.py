@@ -61,14 +61,17 @@ EVENT_TYPES = (
 
 
 def schemas() -> dict[str, pa.Schema]:
-    """The Arrow schema of each raw table (`ingested_at` and `source` are stamped by ingest)."""
+    """The Arrow schema of each raw table (`ingested_at` and `source` are stamped by ingest).
+
+    Every column is nullable: raw tables keep what the source said, and the gates judge it.
+    """
     import pyarrow as pa
 
     ts = pa.timestamp("us", tz="UTC")
     return {
         GLUCOSE: pa.schema(
             [
-                pa.field("entry_id", pa.string(), nullable=False),
+                pa.field("entry_id", pa.string()),
                 pa.field("sgv", pa.int32()),
                 pa.field("date_ms", pa.int64()),
                 pa.field("date_string", pa.string()),
@@ -84,7 +87,7 @@ def schemas() -> dict[str, pa.Schema]:
         ),
         EVENTS: pa.schema(
             [
-                pa.field("event_id", pa.string(), nullable=False),
+                pa.field("event_id", pa.string()),
                 pa.field("event_type", pa.string()),
                 pa.field("actor_login", pa.string()),
                 pa.field("repo_name", pa.string()),
@@ -99,8 +102,8 @@ def schemas() -> dict[str, pa.Schema]:
         ),
         REPO_STATS: pa.schema(
             [
-                pa.field("repo_name", pa.string(), nullable=False),
-                pa.field("snapshot_date", pa.date32(), nullable=False),
+                pa.field("repo_name", pa.string()),
+                pa.field("snapshot_date", pa.date32()),
                 pa.field("stargazers_count", pa.int64()),
                 pa.field("forks_count", pa.int64()),
                 pa.field("open_issues_count", pa.int64()),

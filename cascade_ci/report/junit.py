@@ -55,4 +55,7 @@ def render(verdict: Verdict) -> str:
         "cascade.base_hash": verdict.base_hash,
         "cascade.verdict": verdict.outcome,
     }
-    return to_xml_report_string([_suite(gate, properties) for gate in verdict.gates], encoding="utf-8")
+    from cascade_ci.gates.result import GateResult
+
+    gates = verdict.gates or (GateResult(gate="verdict", error="no gate ran: a verdict without gates blocks"),)
+    return to_xml_report_string([_suite(gate, properties) for gate in gates], encoding="utf-8")

@@ -71,7 +71,10 @@ def test_dropped_column_is_breaking():
     [
         (NestedField(2, "sgv", LongType(), required=False), "column sgv widened int -> long"),
         (NestedField(3, "ratio", DoubleType(), required=False), "column ratio widened float -> double"),
-        (NestedField(4, "dose", DecimalType(12, 2), required=False), "column dose widened decimal(9, 2) -> decimal(12, 2)"),
+        (
+            NestedField(4, "dose", DecimalType(12, 2), required=False),
+            "column dose widened decimal(9, 2) -> decimal(12, 2)",
+        ),
     ],
 )
 def test_safe_widenings_are_additive(field, text):
@@ -118,7 +121,9 @@ def test_nested_struct_fields_are_compared_by_id():
         NestedField(
             1,
             "meta",
-            StructType(NestedField(2, "a", StringType(), required=False), NestedField(3, "b", LongType(), required=False)),
+            StructType(
+                NestedField(2, "a", StringType(), required=False), NestedField(3, "b", LongType(), required=False)
+            ),
             required=False,
         )
     )

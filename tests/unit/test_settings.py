@@ -213,7 +213,9 @@ def test_keyword_overrides_beat_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CASCADE_GATES", "dbt")
     monkeypatch.setenv("CASCADE_REPORTS_DIR", "/env/reports")
     monkeypatch.setenv("CASCADE_CATALOG", "nessie")
-    settings = load_settings(branch_retention_days=2, gates="schema,freshness", reports_dir="/flag/reports", catalog="local")
+    settings = load_settings(
+        branch_retention_days=2, gates="schema,freshness", reports_dir="/flag/reports", catalog="local"
+    )
     assert settings.branch_retention_days == 2
     assert settings.gate_names == ["schema", "freshness"]
     assert settings.reports_dir == Path("/flag/reports")

@@ -1,0 +1,1 @@
+"""Sources of raw data; each returns a RawBatch."""
