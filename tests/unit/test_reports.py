@@ -154,7 +154,7 @@ def test_not_blocked_when_only_warnings_fail() -> None:
 
 def test_blocked_when_there_are_no_gates() -> None:
     verdict = make_verdict(gates=())
-    assert verdict.errors == 0
+    assert verdict.errors == 1  # "no gate ran" counts as one error, so outputs agree with `blocked`
     assert verdict.blocked is True
     assert verdict.outcome == "blocked"
 
