@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,6 +31,13 @@ run_id_option = click.option(
     metavar="ID",
     help="Workflow run id (default: $GITHUB_RUN_ID). Names the branch pipeline/run-ID.",
 )
+
+
+DEFECT_NAMES = "duplicate_ids, out_of_range_glucose, null_ids, stale_timestamps, unknown_event_types"
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def _emit(payload: Any, as_json: bool, text: str) -> None:
@@ -53,6 +61,14 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
                 click.echo(json.dumps({"type": type(e).__name__, "message": str(e)}))
             click.echo(f"cascade: {e}", err=True)
             code = e.exit_code
+        except Exception as e:  # a bug or an unexpected fault: never exit 1, which means "a decision"
+            import traceback
+
+            traceback.print_exc()
+            if kwargs.get("as_json"):
+                click.echo(json.dumps({"type": type(e).__name__, "message": str(e)}))
+            click.echo(f"cascade: unexpected {type(e).__name__}: {e}", err=True)
+            code = EXIT_ERROR
         sys.exit(code)
 
     return wrapper
@@ -122,6 +138,61 @@ def branch(run_id: str, attempt: int, recreate: bool, as_json: bool) -> None:
 
 @cli.command()
 @run_id_option
+@click.option(
+    "--source",
+    type=click.Choice(["sample", "nightscout", "github", "all"]),
+    default="sample",
+    show_default=True,
+    help="sample: generated data, no network; nightscout/github: their APIs; all: both APIs.",
+)
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Import a Nightscout JSON export instead of calling the API.",
+)
+@click.option("--defects", metavar="LIST", default="", help=f"Sample source only: inject defects ({DEFECT_NAMES}).")
+@json_option
+@command
+def ingest(run_id: str, source: str, from_file: Path | None, defects: str, as_json: bool) -> None:
+    """Write one window of raw data onto the run's branch (upsert on natural keys: reruns add no duplicates).
+
+    Raw tables: raw.glucose_entries, raw.github_user_events, raw.github_repo_stats. The window is
+    the last CASCADE_INGEST_HOURS (48). A malformed record stops the stage before anything is written.
+    """
+    from cascade_ci import github
+    from cascade_ci.stages.ingest import ingest as run_ingest
+
+    settings, catalog = _open()
+    result = run_ingest(settings, catalog, run_id, source=source, from_file=from_file, defects=_split(defects))
+    github.write_outputs(result.outputs())
+    rows = ", ".join(f"{table} {count}" for table, count in result.rows.items())
+    click.echo(f"ingested into {result.branch}: {rows or 'nothing'}", err=True)
+    _emit(result.to_dict(), as_json, rows)
+
+
+@cli.command()
+@run_id_option
+@json_option
+@command
+def transform(run_id: str, as_json: bool) -> None:
+    """Run the dbt project on the run's branch: build the marts there and record every dbt test.
+
+    A model that fails to build stops the stage (exit 2) and publishes nothing; failing data tests
+    do not stop it: the dbt gate of `cascade validate` judges them.
+    """
+    from cascade_ci import github
+    from cascade_ci.stages.transform import transform as run_transform
+
+    settings, catalog = _open()
+    result = run_transform(settings, catalog, run_id)
+    github.write_outputs(result.outputs())
+    tests = ", ".join(f"{count} {status}" for status, count in sorted(result.tests.items()))
+    click.echo(f"built {len(result.rows)} marts on {result.branch}; dbt tests: {tests}", err=True)
+    _emit(result.to_dict(), as_json, tests)
+
+
+@cli.command()
+@run_id_option
 @click.option("--gates", metavar="LIST", help="Comma-separated gates to run (default: $CASCADE_GATES).")
 @click.option("--reports-dir", type=click.Path(file_okay=False), help="Where reports go (default: reports).")
 @json_option
@@ -170,6 +241,59 @@ def promote(run_id: str, dry_run: bool, as_json: bool) -> None:
     github.write_outputs(result.outputs())
     click.echo(result.message, err=True)
     _emit(result.to_dict(), as_json, result.tag or result.action)
+
+
+@cli.command(name="run")
+@click.option(
+    "--run-id", envvar="GITHUB_RUN_ID", metavar="ID", help="Run id (default: $GITHUB_RUN_ID, else a new local id)."
+)
+@click.option(
+    "--source",
+    type=click.Choice(["sample", "nightscout", "github", "all"]),
+    default="sample",
+    show_default=True,
+    help="Where the raw data comes from; sample needs no network.",
+)
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Import a Nightscout JSON export instead of calling the API.",
+)
+@click.option("--defects", metavar="LIST", default="", help=f"Sample source only: inject defects ({DEFECT_NAMES}).")
+@json_option
+@command
+def run_command(run_id: str | None, source: str, from_file: Path | None, defects: str, as_json: bool) -> int:
+    """Run the whole pipeline: branch, ingest, transform, validate, then promote if the verdict passes.
+
+    Promotion happens only when AUTO_PROMOTE_ENABLED is true. Exit 0 when the run passed (promoted or
+    not), 1 when it was blocked or its promotion refused, 2 on errors. Reports go to CASCADE_REPORTS_DIR.
+    """
+    from cascade_ci import github
+    from cascade_ci.naming import local_run_id
+    from cascade_ci.stages.run import run_pipeline
+
+    settings, catalog = _open()
+    run = github.RunContext.from_env()
+    run_id = run_id or local_run_id(datetime.now(UTC))
+    provenance = {key: value for key, value in {"run_url": run.url, "actor": run.actor}.items() if value}
+    result = run_pipeline(
+        settings,
+        catalog,
+        run_id,
+        source=source,
+        from_file=from_file,
+        defects=_split(defects),
+        annotations=sys.stderr if as_json else sys.stdout,
+        say=lambda line: click.echo(line, err=True),
+        run_url=run.url,
+        provenance=provenance,
+    )
+    total = sum(result.stages.values())
+    click.echo(
+        f"run {run_id}: {result.outcome} in {total:.1f} s; summary: {settings.reports_dir / 'summary.md'}", err=True
+    )
+    _emit(result.to_dict(), as_json, result.outcome)
+    return EXIT_OK if result.outcome in ("promoted", "passed") else EXIT_DECISION
 
 
 @cli.command()

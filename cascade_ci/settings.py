@@ -30,16 +30,14 @@ class Severity(StrEnum):
 class Settings(BaseSettings):
     """Every setting of cascade-ci, with its default."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True)
 
     # Where state lives and how things are named.
     catalog: CatalogKind = Field(CatalogKind.LOCAL, validation_alias="CASCADE_CATALOG")
     home: Path = Field(Path(".cascade"), validation_alias="CASCADE_HOME")
     branch_prefix: str = Field(DEFAULT_BRANCH_PREFIX, validation_alias="CASCADE_BRANCH_PREFIX")
     reports_dir: Path = Field(Path("reports"), validation_alias="CASCADE_REPORTS_DIR")
-    gates: str = Field("schema", validation_alias="CASCADE_GATES")
+    gates: str = Field("schema,dbt", validation_alias="CASCADE_GATES")
     main_branch: str = Field("main", validation_alias="ICEBERG_NESSIE_REF")
 
     # Retention of pipeline branches.

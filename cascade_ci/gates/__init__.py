@@ -13,9 +13,11 @@ from cascade_ci.gates.result import GateResult
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, TableChange
     from cascade_ci.settings import Settings
+    from cascade_ci.stages.meta import BranchState
 
 GATE_MODULES = {
     "schema": "cascade_ci.gates.schema_gate",
+    "dbt": "cascade_ci.gates.dbt_gate",
 }
 
 
@@ -29,6 +31,7 @@ class GateContext:
     head_hash: str
     base_hash: str
     changes: tuple[TableChange, ...]
+    state: BranchState
 
 
 def run_gate(name: str, ctx: GateContext) -> GateResult:

@@ -7,22 +7,19 @@ earlier writes with a restoring commit: nothing partial stays on the branch.
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cascade_ci.catalog.writes import upsert
 from cascade_ci.errors import ConfigError
 from cascade_ci.naming import branch_name
-from cascade_ci.pipeline.raw import NAMESPACE, NATURAL_KEYS, RawBatch, schemas
+from cascade_ci.pipeline.raw import NATURAL_KEYS, RawBatch, schemas
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from pyiceberg.catalog import Catalog
-    from pyiceberg.expressions import BooleanExpression
 
     from cascade_ci.catalog.base import BranchCatalog
     from cascade_ci.settings import Settings
@@ -82,22 +79,6 @@ def read_source(
     return batch
 
 
-def _key_filter(rows: pa.Table, keys: tuple[str, ...]) -> BooleanExpression:
-    """Rows of the table whose natural key is in `rows` (null keys never match)."""
-    from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In, Or
-
-    if len(keys) == 1:
-        values = {v for v in rows.column(keys[0]).to_pylist() if v is not None}
-        return In(keys[0], values) if values else AlwaysFalse()
-    combos = {tuple(row[k] for k in keys) for row in rows.select(list(keys)).to_pylist()}
-    terms = [
-        functools.reduce(And, [EqualTo(k, v) for k, v in zip(keys, combo, strict=True)])
-        for combo in sorted(combos, key=str)
-        if None not in combo
-    ]
-    return functools.reduce(Or, terms) if terms else AlwaysFalse()
-
-
 def _stamped(name: str, rows: pa.Table, ingested_at: datetime, source: str) -> pa.Table:
     """`rows` in the raw schema's column order and types, with ingest's own columns filled in."""
     import pyarrow as pa
@@ -114,15 +95,6 @@ def _stamped(name: str, rows: pa.Table, ingested_at: datetime, source: str) -> p
         else:
             columns.append(pa.nulls(rows.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def upsert(tables: Catalog, name: str, rows: pa.Table) -> None:
-    """Replace rows with the same natural key and append the rest, as one Iceberg commit."""
-    if not tables.namespace_exists(NAMESPACE):
-        tables.create_namespace(NAMESPACE)
-    if not tables.table_exists(name):
-        tables.create_table(name, rows.schema)
-    tables.load_table(name).overwrite(rows, overwrite_filter=_key_filter(rows, NATURAL_KEYS[name]))
 
 
 def ingest(
@@ -145,7 +117,7 @@ def ingest(
     tables = catalog.tables(name)
     try:
         for table, rows in sorted(batch.tables.items()):
-            upsert(tables, table, _stamped(table, rows, now, label))
+            upsert(tables, table, _stamped(table, rows, now, label), NATURAL_KEYS[table])
     except BaseException:
         head = catalog.get_ref(name)
         if head.hash != start.hash:

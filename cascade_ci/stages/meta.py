@@ -7,9 +7,11 @@ since the verdict".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ VERDICT = "cascade.verdict"
 VALIDATED_HASH = "cascade.validated-hash"
 CREATED_BY = "cascade.created-by"
 BRANCH = "cascade.branch"
+DBT_TESTS = "cascade.dbt-tests"
 CREATOR = "cascade-ci"
 HISTORY_LIMIT = 1000  # commits a pipeline branch may carry before its creation marker is looked for no further
 
@@ -34,22 +37,22 @@ class MetaKind(StrEnum):
     VERDICT = "verdict"
     PROMOTION = "promotion"
     ROLLBACK = "rollback"
+    TRANSFORM = "transform"
 
 
 # Commits of these kinds change no table: data judged before them is still the data at the head.
-META_ONLY = frozenset({MetaKind.BRANCH, MetaKind.ATTEMPT, MetaKind.VERDICT, MetaKind.PROMOTION})
+META_ONLY = frozenset({MetaKind.BRANCH, MetaKind.ATTEMPT, MetaKind.VERDICT, MetaKind.PROMOTION, MetaKind.TRANSFORM})
 
 
 @dataclass(frozen=True)
 class BranchState:
-    """A pipeline branch as its history tells it."""
+    """A pipeline branch as its history tells it, back to its creation marker."""
 
     ref: Ref
     head: Commit
     created: Commit | None
-    verdict: Verdict | None
-    verdict_commit: Commit | None
-    verdict_is_current: bool
+    latest: Mapping[str, Commit] = field(default_factory=dict)
+    current: frozenset[str] = frozenset()
     attempt: int = 1
 
     @property
@@ -65,39 +68,61 @@ class BranchState:
     def last_activity(self) -> datetime:
         return self.head.time
 
+    def is_current(self, kind: MetaKind) -> bool:
+        """True if the newest `kind` commit saw the data that is at the head (only metadata came after)."""
+        return kind in self.current
+
+    @property
+    def verdict_commit(self) -> Commit | None:
+        return self.latest.get(MetaKind.VERDICT)
+
+    @cached_property
+    def verdict(self) -> Verdict | None:
+        from cascade_ci.gates.result import Verdict
+
+        commit = self.verdict_commit
+        return Verdict.from_json(commit.properties[VERDICT]) if commit else None
+
+    @property
+    def verdict_is_current(self) -> bool:
+        """The newest verdict judged exactly the head's data, and names the commit it judged."""
+        verdict, commit = self.verdict, self.verdict_commit
+        return (
+            verdict is not None
+            and commit is not None
+            and self.is_current(MetaKind.VERDICT)
+            and verdict.validated_hash == commit.parent
+        )
+
 
 def read_branch(catalog: BranchCatalog, name: str) -> BranchState:
-    """Walk a branch's history back to its creation marker, noting the newest verdict on the way."""
-    from cascade_ci.gates.result import Verdict
-
+    """Walk a branch's history back to its creation marker, noting the newest commit of each kind."""
     ref = catalog.get_ref(name)
     history = catalog.log(ref.hash, limit=HISTORY_LIMIT)
-    created = verdict_commit = None
-    only_meta_since_head = True
-    verdict_is_current = False
+    latest: dict[str, Commit] = {}
+    current: set[str] = set()
+    created = None
     attempt = None
+    only_meta_since_head = True
     for commit in history:
         kind = commit.properties.get(KIND)
         if attempt is None and ATTEMPT in commit.properties:
             attempt = int(commit.properties[ATTEMPT])
-        if kind == MetaKind.VERDICT and verdict_commit is None:
-            verdict_commit = commit
-            verdict_is_current = only_meta_since_head
         if kind == MetaKind.BRANCH and commit.properties.get(BRANCH) == name:
             # The marker names its branch: markers of other runs reach this history through main.
             created = commit
             break
+        if kind is not None and kind not in latest:
+            latest[kind] = commit
+            if only_meta_since_head:
+                current.add(kind)
         if kind not in META_ONLY:
             only_meta_since_head = False
-    verdict = Verdict.from_json(verdict_commit.properties[VERDICT]) if verdict_commit else None
-    if verdict is not None and verdict_commit is not None and verdict.validated_hash != verdict_commit.parent:
-        verdict_is_current = False
     return BranchState(
         ref=ref,
         head=history[0],
         created=created,
-        verdict=verdict,
-        verdict_commit=verdict_commit,
-        verdict_is_current=verdict_is_current,
+        latest=latest,
+        current=frozenset(current),
         attempt=attempt or 1,
     )

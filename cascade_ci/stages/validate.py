@@ -68,7 +68,7 @@ def validate(
     started, t0 = clock(), time.perf_counter()
     head, base = state.ref.hash, state.base_hash
     changes = catalog.diff(base, head)
-    ctx = GateContext(settings, catalog, name, head, base, tuple(changes))
+    ctx = GateContext(settings, catalog, name, head, base, tuple(changes), state)
     results = tuple(run_gate(gate, ctx) for gate in (gates or settings.gate_names))
     verdict = Verdict(
         run_id=run_id,

@@ -66,7 +66,7 @@ class FakeServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
         return self
 
@@ -95,7 +95,9 @@ class FakeServer:
         self.routes[(method.upper(), path)] = handler
         return handler
 
-    def reply(self, method: str, path: str, body: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
+    def reply(
+        self, method: str, path: str, body: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
         """Always answer the same response."""
         self.route(method, path, lambda _req: (status, dict(headers or {}), body))
 

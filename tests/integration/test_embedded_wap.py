@@ -20,6 +20,12 @@ from cascade_ci.cli import cli
 from tests.conftest import read_rows, readings, write_rows
 
 
+@pytest.fixture(autouse=True)
+def schema_gate_only(monkeypatch):
+    """These flows write tables by hand and never run dbt: judge them with the schema gate alone."""
+    monkeypatch.setenv("CASCADE_GATES", "schema")
+
+
 def cascade(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 

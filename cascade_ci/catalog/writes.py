@@ -1,0 +1,66 @@
+"""Table writes shared by stages and engines: replace a table's rows, or upsert them on a natural key."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table
+
+
+def _ensure_table(tables: Catalog, name: str, schema: pa.Schema) -> Table:
+    namespace = name.split(".")[0]
+    if not tables.namespace_exists(namespace):
+        tables.create_namespace(namespace)
+    if not tables.table_exists(name):
+        return tables.create_table(name, schema)
+    return tables.load_table(name)
+
+
+def _overwrite(table: Table, rows: pa.Table, overwrite_filter: BooleanExpression | None = None) -> None:
+    """One Iceberg commit: delete what the filter matches (all rows by default), append `rows`."""
+    from pyiceberg.expressions import AlwaysTrue
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Delete operation did not match any records")
+        table.overwrite(rows, overwrite_filter=overwrite_filter or AlwaysTrue())
+
+
+def key_filter(rows: pa.Table, keys: tuple[str, ...]) -> BooleanExpression:
+    """Rows whose natural key appears in `rows` (null keys never match)."""
+    from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In, Or
+
+    if len(keys) == 1:
+        values = {v for v in rows.column(keys[0]).to_pylist() if v is not None}
+        return In(keys[0], values) if values else AlwaysFalse()
+    combos = {tuple(row[k] for k in keys) for row in rows.select(list(keys)).to_pylist()}
+    terms = [
+        functools.reduce(And, [EqualTo(k, v) for k, v in zip(keys, combo, strict=True)])
+        for combo in sorted(combos, key=str)
+        if None not in combo
+    ]
+    return functools.reduce(Or, terms) if terms else AlwaysFalse()
+
+
+def upsert(tables: Catalog, name: str, rows: pa.Table, keys: tuple[str, ...]) -> None:
+    """Replace rows with the same natural key and append the rest, as one Iceberg commit."""
+    _overwrite(_ensure_table(tables, name, rows.schema), rows, key_filter(rows, keys))
+
+
+def replace_table(tables: Catalog, name: str, rows: pa.Table) -> None:
+    """Make table `name` hold exactly `rows`, evolving its schema to theirs (dropped columns go too)."""
+    table = _ensure_table(tables, name, rows.schema)
+    current = {field.name for field in table.schema().fields}
+    gone = current - set(rows.schema.names)
+    if gone or set(rows.schema.names) - current:
+        with table.update_schema(allow_incompatible_changes=True) as update:
+            update.union_by_name(rows.schema)
+            for column in sorted(gone):
+                update.delete_column(column)
+        table = tables.load_table(name)
+    _overwrite(table, rows)

@@ -1,0 +1,12 @@
+select
+    event_id,
+    event_type,
+    actor_login,
+    repo_name,
+    org_login,
+    is_public,
+    payload_action,
+    commit_count,
+    created_at,
+    ingested_at
+from {{ source('raw', 'github_user_events') }}

@@ -1,0 +1,115 @@
+"""The main job: branch, ingest, transform, validate, and promote when the verdict passes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from cascade_ci.errors import RefusedError
+
+if TYPE_CHECKING:
+    from cascade_ci.catalog.base import BranchCatalog
+    from cascade_ci.gates.result import Verdict
+    from cascade_ci.settings import Settings
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    branch: str = ""
+    outcome: str = "started"  # promoted | passed | blocked | refused
+    verdict: Verdict | None = None
+    tag: str | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "branch": self.branch,
+            "outcome": self.outcome,
+            "tag": self.tag,
+            "stage_seconds": self.stages,
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+            **self.details,
+        }
+
+
+def run_pipeline(
+    settings: Settings,
+    catalog: BranchCatalog,
+    run_id: str,
+    *,
+    source: str = "sample",
+    from_file: Path | None = None,
+    defects: Iterable[str] = (),
+    annotations: TextIO,
+    say: Callable[[str], None] = lambda line: None,
+    run_url: str | None = None,
+    provenance: dict[str, str] | None = None,
+) -> RunResult:
+    """Run every stage in order on run `run_id`'s branch; `say` receives one progress line per stage."""
+    from cascade_ci.stages.branch import create_run_branch
+    from cascade_ci.stages.ingest import ingest
+    from cascade_ci.stages.promote import promote
+    from cascade_ci.stages.transform import transform
+    from cascade_ci.stages.validate import publish, validate
+
+    result = RunResult(run_id)
+    total = 5
+
+    def stage(number: int, name: str, work: Callable[[], str]) -> None:
+        started = time.perf_counter()
+        line = work()
+        result.stages[name] = round(time.perf_counter() - started, 3)
+        say(f"[{number}/{total}] {name:<9} {line} ({result.stages[name]:.1f} s)")
+
+    def do_branch() -> str:
+        made = create_run_branch(settings, catalog, run_id)
+        result.branch = made.branch
+        return f"{made.action} {made.branch} from {settings.main_branch} at {made.base_hash[:12]}"
+
+    def do_ingest() -> str:
+        written = ingest(settings, catalog, run_id, source=source, from_file=from_file, defects=defects)
+        result.details["rows_ingested"] = written.rows
+        return ", ".join(f"{table} {count}" for table, count in written.rows.items())
+
+    def do_transform() -> str:
+        built = transform(settings, catalog, run_id)
+        result.details["dbt_tests"] = built.tests
+        tests = ", ".join(f"{count} {status}" for status, count in sorted(built.tests.items()))
+        return f"{len(built.rows)} marts built; dbt tests: {tests}"
+
+    def do_validate() -> str:
+        verdict = validate(settings, catalog, run_id, run_url=run_url)
+        paths = publish(verdict, settings.reports_dir, annotations)
+        result.verdict = verdict
+        result.details["reports"] = {key: str(path) for key, path in paths.items()}
+        return f"{verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, {len(verdict.checks)} checks"
+
+    def do_promote() -> str:
+        assert result.verdict is not None
+        if result.verdict.blocked:
+            result.outcome = "blocked"
+            return f"skipped: the verdict blocks; {settings.main_branch} unchanged"
+        if not settings.auto_promote_enabled:
+            result.outcome = "passed"
+            return "skipped: AUTO_PROMOTE_ENABLED is false; promote with `cascade promote`"
+        try:
+            promoted = promote(settings, catalog, run_id, provenance=provenance)
+        except RefusedError as e:
+            result.outcome = "refused"
+            return f"refused: {e}"
+        result.outcome, result.tag = "promoted", promoted.tag
+        return f"{settings.main_branch} -> {promoted.main_after[:12]}, tagged {promoted.tag}"
+
+    for number, (name, work) in enumerate(
+        [("branch", do_branch), ("ingest", do_ingest), ("transform", do_transform),
+         ("validate", do_validate), ("promote", do_promote)],
+        start=1,
+    ):  # fmt: skip
+        stage(number, name, work)
+    return result

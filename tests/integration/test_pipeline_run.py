@@ -1,0 +1,150 @@
+"""The reference pipeline end to end on the embedded default: real pyiceberg, real DuckDB, real dbt."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from cascade_ci.catalog import open_catalog
+from cascade_ci.cli import cli
+from cascade_ci.pipeline.raw import EVENTS, GLUCOSE, REPO_STATS
+from cascade_ci.stages import transform as transform_stage
+from cascade_ci.stages.branch import create_run_branch
+from cascade_ci.stages.ingest import ingest
+from cascade_ci.stages.transform import MARTS, TransformError, transform
+from cascade_ci.stages.validate import validate
+
+RAW = (GLUCOSE, EVENTS, REPO_STATS)
+
+
+def cascade(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def rows(ref: str, table: str):
+    return open_catalog().tables(ref).load_table(table).scan().to_arrow()
+
+
+def test_main_job_promotes_raw_and_marts(tmp_path):
+    result = cascade("run", "--run-id", "900", "--json")
+    assert result.exit_code == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["outcome"] == "promoted"
+    assert run["tag"].startswith("prod-")
+    assert set(run["stage_seconds"]) == {"branch", "ingest", "transform", "validate", "promote"}
+
+    ingested = run["rows_ingested"]
+    glucose, events, stats = (rows("main", table) for table in RAW)
+    assert (glucose.num_rows, events.num_rows, stats.num_rows) == (ingested[GLUCOSE], ingested[EVENTS], ingested[REPO_STATS])
+    assert glucose.num_rows == 576  # 48 h of readings every 5 minutes
+    readings = rows("main", "marts.fct_glucose_readings")
+    assert readings.num_rows == glucose.num_rows
+    days = rows("main", "marts.fct_daily_glucose_metrics")
+    reading_days = {ts.date() for ts in glucose["reading_timestamp"].to_pylist()}
+    assert sorted(days["reading_date"].to_pylist()) == sorted(reading_days)
+    assert sum(days["reading_count"].to_pylist()) == glucose.num_rows
+    assert rows("main", "marts.fct_github_user_events").num_rows == events.num_rows
+    assert rows("main", "marts.fct_github_repo_stats").num_rows == stats.num_rows == 5
+
+    reports = tmp_path / "reports"
+    assert {p.name for p in reports.iterdir()} >= {"junit.xml", "summary.md", "verdict.json", "dbt"}
+    assert json.loads((reports / "verdict.json").read_text())["outcome"] == "passed"
+    assert (reports / "dbt" / "run_results.json").exists()
+
+
+def test_marts_compute_what_the_readings_say():
+    cascade("run", "--run-id", "901")
+    readings = rows("main", "marts.fct_glucose_readings").to_pylist()
+    for reading in readings[:50]:
+        ts = reading["reading_timestamp"]
+        assert reading["hour_of_day"] == ts.hour
+        assert reading["day_of_week"] == ts.isoweekday()
+        assert reading["reading_date"] == ts.date()
+        assert reading["is_in_range"] == (70 <= reading["glucose_mg_dl"] <= 180)
+    day = rows("main", "marts.fct_daily_glucose_metrics").sort_by("reading_count").to_pylist()[-1]
+    values = [r["glucose_mg_dl"] for r in readings if r["reading_date"] == day["reading_date"]]
+    in_range = 100 * sum(70 <= v <= 180 for v in values) / len(values)
+    mean = sum(values) / len(values)
+    assert day["time_in_range_pct"] == pytest.approx(in_range, abs=0.05)
+    assert day["avg_glucose_mg_dl"] == pytest.approx(mean, abs=0.05)
+    assert day["estimated_a1c_pct"] == pytest.approx((mean + 46.7) / 28.7, abs=0.005)
+    assert day["time_in_range_pct"] + day["time_below_range_pct"] + day["time_above_range_pct"] == pytest.approx(100, abs=0.2)
+
+
+def test_ingesting_twice_adds_no_duplicates(settings):
+    catalog = open_catalog(settings)
+    create_run_branch(settings, catalog, "902")
+    now = datetime.now(UTC)
+    ingest(settings, catalog, "902", now=now)
+    ingest(settings, catalog, "902", now=now + timedelta(minutes=20))  # an overlapping, later window
+    glucose = rows("pipeline/run-902", GLUCOSE)
+    assert glucose.num_rows == len(set(glucose["entry_id"].to_pylist())) == 576 + 4
+    events = rows("pipeline/run-902", EVENTS)
+    assert events.num_rows == len(set(events["event_id"].to_pylist()))
+    stats = rows("pipeline/run-902", REPO_STATS)
+    assert stats.num_rows == 5
+
+
+@pytest.mark.parametrize("defect", ["duplicate_ids", "out_of_range_glucose", "null_ids"])
+def test_defective_run_is_blocked_and_main_unchanged(defect):
+    assert cascade("run", "--run-id", "903").exit_code == 0
+    main = open_catalog().get_ref("main").hash
+    result = cascade("run", "--run-id", f"904-{defect}", "--defects", defect, "--json")
+    assert result.exit_code == 1, result.stderr
+    run = json.loads(result.stdout)
+    assert run["outcome"] == "blocked"
+    failing = [c for g in run["verdict"]["gates"] for c in g["checks"] if not c["passed"] and c["severity"] == "error"]
+    assert failing and all(c["gate"] == "dbt" for c in failing)
+    assert open_catalog().get_ref("main").hash == main
+
+
+def test_warnings_do_not_block():
+    result = cascade("run", "--run-id", "905", "--defects", "unknown_event_types", "--json")
+    assert result.exit_code == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["outcome"] == "promoted"
+    assert run["verdict"]["warnings"] >= 1 and run["verdict"]["errors"] == 0
+
+
+def test_dbt_results_must_match_the_head(settings):
+    catalog = open_catalog(settings)
+    create_run_branch(settings, catalog, "906")
+    ingest(settings, catalog, "906")
+    transform(settings, catalog, "906")
+    ingest(settings, catalog, "906", now=datetime.now(UTC) + timedelta(hours=1))  # data changed after dbt
+    verdict = validate(settings, catalog, "906")
+    dbt = next(g for g in verdict.gates if g.gate == "dbt")
+    assert verdict.blocked and dbt.error and "changed after dbt ran" in dbt.error
+
+
+def test_dbt_gate_without_transform_is_an_error(settings):
+    catalog = open_catalog(settings)
+    create_run_branch(settings, catalog, "907")
+    ingest(settings, catalog, "907")
+    verdict = validate(settings, catalog, "907")
+    assert verdict.blocked
+    assert "has not run" in next(g for g in verdict.gates if g.gate == "dbt").error
+
+
+def test_broken_model_publishes_nothing(settings, tmp_path, monkeypatch):
+    project = tmp_path / "dbt"
+    shutil.copytree(transform_stage.project_dir(), project)
+    (project / "models" / "marts" / "fct_github_repo_stats.sql").write_text("select no_such_column from nowhere")
+    monkeypatch.setattr(transform_stage, "project_dir", lambda: project)
+    catalog = open_catalog(settings)
+    create_run_branch(settings, catalog, "908")
+    ingest(settings, catalog, "908")
+    head = catalog.get_ref("pipeline/run-908").hash
+    with pytest.raises(TransformError, match="fct_github_repo_stats"):
+        transform(settings, catalog, "908")
+    assert catalog.get_ref("pipeline/run-908").hash == head
+    assert not any(catalog.tables(head).table_exists(mart) for mart in MARTS)
+
+
+def test_dbt_output_never_reaches_stdout_in_json_mode():
+    result = cascade("run", "--run-id", "909", "--defects", "duplicate_ids", "--json")
+    json.loads(result.stdout)  # the whole of stdout is the JSON payload
