@@ -199,7 +199,8 @@ def _stats(
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 status, answer, body = response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
-            status, answer, body = exc.code, dict(exc.headers or {}), exc.read()
+            with exc:
+                status, answer, body = exc.code, dict(exc.headers or {}), exc.read()
         except OSError as exc:  # refused, reset, DNS, timeout (URLError is an OSError)
             status, answer, body = 0, {}, b""
             problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"

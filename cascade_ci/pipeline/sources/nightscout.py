@@ -236,6 +236,7 @@ def _get_json(
             with opener.open(request, timeout=timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
+            exc.close()  # release the connection
             if exc.code in (401, 403):
                 raise SourceError(
                     f"Nightscout refused the API secret (HTTP {exc.code}) at {_safe(url)}; "
