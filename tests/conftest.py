@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from cascade_ci.catalog.local import LocalBranchCatalog
-from cascade_ci.settings import Settings, load_settings
+from cascade_ci.settings import _ENV_NAMES, Settings, load_settings
 
 _SCRUB = (
     "GITHUB_ACTIONS",
@@ -27,8 +27,9 @@ _SCRUB = (
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No CI variables leak in, no stray .env is read, every test has its own CASCADE_HOME."""
+    settings_names = {name.upper() for name in _ENV_NAMES.values()}
     for name in list(os.environ):
-        if name.startswith(("CASCADE_", "BRANCH_RETENTION")) or name in _SCRUB:
+        if name.startswith("CASCADE_") or name.upper() in settings_names or name in _SCRUB:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))

@@ -39,7 +39,11 @@ def test_main_job_promotes_raw_and_marts(tmp_path):
 
     ingested = run["rows_ingested"]
     glucose, events, stats = (rows("main", table) for table in RAW)
-    assert (glucose.num_rows, events.num_rows, stats.num_rows) == (ingested[GLUCOSE], ingested[EVENTS], ingested[REPO_STATS])
+    assert (glucose.num_rows, events.num_rows, stats.num_rows) == (
+        ingested[GLUCOSE],
+        ingested[EVENTS],
+        ingested[REPO_STATS],
+    )
     assert glucose.num_rows == 576  # 48 h of readings every 5 minutes
     readings = rows("main", "marts.fct_glucose_readings")
     assert readings.num_rows == glucose.num_rows
@@ -72,7 +76,9 @@ def test_marts_compute_what_the_readings_say():
     assert day["time_in_range_pct"] == pytest.approx(in_range, abs=0.05)
     assert day["avg_glucose_mg_dl"] == pytest.approx(mean, abs=0.05)
     assert day["estimated_a1c_pct"] == pytest.approx((mean + 46.7) / 28.7, abs=0.005)
-    assert day["time_in_range_pct"] + day["time_below_range_pct"] + day["time_above_range_pct"] == pytest.approx(100, abs=0.2)
+    assert day["time_in_range_pct"] + day["time_below_range_pct"] + day["time_above_range_pct"] == pytest.approx(
+        100, abs=0.2
+    )
 
 
 def test_ingesting_twice_adds_no_duplicates(settings):
