@@ -195,9 +195,10 @@ def transform(run_id: str, as_json: bool) -> None:
 @run_id_option
 @click.option("--gates", metavar="LIST", help="Comma-separated gates to run (default: $CASCADE_GATES).")
 @click.option("--reports-dir", type=click.Path(file_okay=False), help="Where reports go (default: reports).")
+@click.option("--full", is_flag=True, help="Validate every row, even of tables the branch only appended to.")
 @json_option
 @command
-def validate(run_id: str, gates: str | None, reports_dir: str | None, as_json: bool) -> int:
+def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool, as_json: bool) -> int:
     """Run the gates on the run's branch head and store the verdict on the branch.
 
     Writes junit.xml, summary.md and verdict.json to the reports folder, appends the summary to
@@ -209,7 +210,7 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, as_json: b
     from cascade_ci.stages.validate import validate as run_validation
 
     settings, catalog = _open(gates=gates, reports_dir=reports_dir)
-    verdict = run_validation(settings, catalog, run_id, run_url=github.RunContext.from_env().url)
+    verdict = run_validation(settings, catalog, run_id, run_url=github.RunContext.from_env().url, full=full)
     paths = publish(verdict, settings.reports_dir, annotations=sys.stderr if as_json else sys.stdout)
     click.echo(
         f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, "

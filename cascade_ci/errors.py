@@ -82,3 +82,14 @@ class SourceError(CascadeError, Terminal):
 
 class SourceUnavailableError(SourceError, Transient):
     """A source API did not answer, answered 5xx, or kept answering 202 (still computing)."""
+
+
+# Faults of other libraries that mean "try again later": connection refused, 5xx, timeouts.
+_TRANSIENT_NAMES = frozenset({"ServerError", "ServiceUnavailableError", "ConnectTimeout", "ReadTimeout"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for faults a retry may cure; never for data or usage errors."""
+    if isinstance(error, Transient | ConnectionError | TimeoutError):
+        return True
+    return type(error).__name__ in _TRANSIENT_NAMES and not isinstance(error, Terminal)

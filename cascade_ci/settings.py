@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".cascade"), validation_alias="CASCADE_HOME")
     branch_prefix: str = Field(DEFAULT_BRANCH_PREFIX, validation_alias="CASCADE_BRANCH_PREFIX")
     reports_dir: Path = Field(Path("reports"), validation_alias="CASCADE_REPORTS_DIR")
-    gates: str = Field("schema,dbt", validation_alias="CASCADE_GATES")
+    gates: str = Field("schema,pandera,dbt,freshness", validation_alias="CASCADE_GATES")
     main_branch: str = Field("main", validation_alias="ICEBERG_NESSIE_REF")
 
     # Retention of pipeline branches.

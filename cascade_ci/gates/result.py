@@ -74,6 +74,8 @@ class TableDelta:
     rows_before: int | None = None
     rows_after: int | None = None
     schema_changes: tuple[str, ...] = ()
+    rows_added: int | None = None
+    rows_deleted: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class Verdict:
     gates: tuple[GateResult, ...] = ()
     changes: tuple[TableDelta, ...] = ()
     run_url: str | None = None
-    critical_levels: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)
 
     @property
     def checks(self) -> list[Check]:

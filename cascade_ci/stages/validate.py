@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -15,15 +16,19 @@ from cascade_ci.gates import GateContext, run_gate
 from cascade_ci.gates.result import TableDelta, Verdict
 from cascade_ci.naming import branch_name
 from cascade_ci.report import junit, markdown, outputs
-from cascade_ci.stages.meta import KIND, VALIDATED_HASH, VERDICT, MetaKind, read_branch
+from cascade_ci.stages.meta import KIND, VALIDATED_HASH, VERDICT, BranchState, MetaKind, read_branch
 
 if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
     from cascade_ci.catalog.base import BranchCatalog, TableChange
     from cascade_ci.settings import Settings
 
 
-def _rows(table: object) -> int | None:
-    snapshot = table.current_snapshot()  # type: ignore[attr-defined]
+def _rows(table: Table | None) -> int | None:
+    if table is None:
+        return None
+    snapshot = table.current_snapshot()
     if snapshot is None:
         return 0
     total = snapshot.summary.additional_properties.get("total-records") if snapshot.summary else None
@@ -31,7 +36,8 @@ def _rows(table: object) -> int | None:
 
 
 def table_deltas(catalog: BranchCatalog, base: str, head: str, changes: list[TableChange]) -> tuple[TableDelta, ...]:
-    """Rows and schema changes per changed table, from snapshot summaries (no data is read)."""
+    """Rows added/deleted and schema changes per changed table, from snapshot metadata (no data is read)."""
+    from cascade_ci.catalog.lineage import lineage_since
     from cascade_ci.gates.schema_gate import compare_schemas
 
     before, after = catalog.tables(base), catalog.tables(head)
@@ -40,16 +46,36 @@ def table_deltas(catalog: BranchCatalog, base: str, head: str, changes: list[Tab
         old = before.load_table(change.table) if change.kind is not ChangeKind.ADDED else None
         new = after.load_table(change.table) if change.kind is not ChangeKind.REMOVED else None
         schema = [c.text for c in compare_schemas(old.schema(), new.schema())] if old and new else []
+        base_snapshot = old.current_snapshot() if old else None
+        lineage = lineage_since(new, base_snapshot.snapshot_id if base_snapshot else None) if new else None
         deltas.append(
             TableDelta(
                 table=change.table,
                 change=str(change.kind),
-                rows_before=_rows(old) if old else None,
-                rows_after=_rows(new) if new else None,
+                rows_before=_rows(old),
+                rows_after=_rows(new),
                 schema_changes=tuple(schema),
+                rows_added=lineage.rows_added if lineage else None,
+                rows_deleted=lineage.rows_deleted if lineage else None,
             )
         )
     return tuple(deltas)
+
+
+def stage_states(state: BranchState, changes: list[TableChange], blocked: bool) -> dict[str, str]:
+    """What the branch's history says about each stage, for the summary's diagram."""
+    transform = (
+        "done" if state.is_current(MetaKind.TRANSFORM)
+        else "stale" if MetaKind.TRANSFORM in state.latest
+        else "not run"
+    )  # fmt: skip
+    return {
+        "branch": "done",
+        "ingest": "done" if any(c.table.startswith("raw.") for c in changes) else "no change",
+        "transform": transform,
+        "validate": "blocked" if blocked else "passed",
+        "promote": "blocked" if blocked else "ready",
+    }
 
 
 def validate(
@@ -58,6 +84,7 @@ def validate(
     run_id: str,
     gates: list[str] | None = None,
     run_url: str | None = None,
+    full: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Verdict:
     """Judge the branch head of run `run_id` and record the verdict as a commit on the branch."""
@@ -68,7 +95,7 @@ def validate(
     started, t0 = clock(), time.perf_counter()
     head, base = state.ref.hash, state.base_hash
     changes = catalog.diff(base, head)
-    ctx = GateContext(settings, catalog, name, head, base, tuple(changes), state)
+    ctx = GateContext(settings, catalog, name, head, base, tuple(changes), state, full=full, now=started)
     results = tuple(run_gate(gate, ctx) for gate in (gates or settings.gate_names))
     verdict = Verdict(
         run_id=run_id,
@@ -83,6 +110,7 @@ def validate(
         changes=table_deltas(catalog, base, head, changes),
         run_url=run_url,
     )
+    verdict = replace(verdict, stages=stage_states(state, changes, verdict.blocked))
     catalog.commit_meta(
         name,
         f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings",

@@ -95,7 +95,18 @@ def test_ingesting_twice_adds_no_duplicates(settings):
     assert stats.num_rows == 5
 
 
-@pytest.mark.parametrize("defect", ["duplicate_ids", "out_of_range_glucose", "null_ids"])
+DEFECT_CHECKS = {
+    "duplicate_ids": {("pandera", "entry_id:unique"), ("dbt", "unique:entry_id")},
+    "out_of_range_glucose": {
+        ("pandera", "glucose_mg_dl:greater_than_or_equal_to"),
+        ("pandera", "glucose_mg_dl:less_than_or_equal_to"),
+        ("dbt", "value_between:glucose_mg_dl"),
+    },
+    "null_ids": {("pandera", "entry_id:not_null"), ("dbt", "not_null:entry_id")},
+}
+
+
+@pytest.mark.parametrize("defect", sorted(DEFECT_CHECKS))
 def test_defective_run_is_blocked_and_main_unchanged(defect):
     assert cascade("run", "--run-id", "903").exit_code == 0
     main = open_catalog().get_ref("main").hash
@@ -103,8 +114,13 @@ def test_defective_run_is_blocked_and_main_unchanged(defect):
     assert result.exit_code == 1, result.stderr
     run = json.loads(result.stdout)
     assert run["outcome"] == "blocked"
-    failing = [c for g in run["verdict"]["gates"] for c in g["checks"] if not c["passed"] and c["severity"] == "error"]
-    assert failing and all(c["gate"] == "dbt" for c in failing)
+    failing = {
+        (c["gate"], c["name"])
+        for g in run["verdict"]["gates"]
+        for c in g["checks"]
+        if not c["passed"] and c["severity"] == "error" and c["table"] == "marts.fct_glucose_readings"
+    }
+    assert failing == DEFECT_CHECKS[defect]
     assert open_catalog().get_ref("main").hash == main
 
 

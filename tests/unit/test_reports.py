@@ -63,7 +63,7 @@ def make_verdict(run_id: str = "8123456789", attempt: int = 2, **changes: object
             TableDelta("raw.github_events", "added", rows_before=None, rows_after=1200),
         ),
         "run_url": "https://github.com/o/r/actions/runs/8123456789",
-        "critical_levels": {"pandera": "error"},
+        "stages": {"branch": "done", "validate": "blocked"},
     }
     values.update(changes)
     return Verdict(**values)  # type: ignore[arg-type]

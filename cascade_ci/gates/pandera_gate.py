@@ -1,0 +1,149 @@
+"""Pandera schemas as a gate: lazy validation of every mart, one check per column rule, severity per column.
+
+A table the branch only appended to since its base is validated incrementally: row rules run on the
+added rows only, and each unique column's new keys are also checked against the old rows' keys, so
+a duplicate that collides with an old row is still caught. `full=True` validates every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cascade_ci.gates.result import Check, GateResult, Level
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+    from pandera.api.polars.container import DataFrameSchema
+
+    from cascade_ci.gates import GateContext
+
+GATE = "pandera"
+SAMPLE_SIZE = 5
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One column rule of a schema, with the key its failures are reported under."""
+
+    column: str | None
+    name: str
+    prefix: str  # what pandera's failure_cases `check` column starts with
+    severity: str
+
+
+def rules_of(schema: DataFrameSchema) -> list[Rule]:
+    """Every rule the schema enforces, in a stable order (these are the JUnit test cases)."""
+    rules = []
+    for name, column in schema.columns.items():
+        severity = (column.metadata or {}).get("severity", "error")
+        rules.append(Rule(name, "dtype", "dtype(", severity))
+        if not column.nullable:
+            rules.append(Rule(name, "not_null", "not_nullable", severity))
+        if column.unique:
+            rules.append(Rule(name, "unique", "field_uniqueness", severity))
+        rules += [Rule(name, check.name, check.name, severity) for check in column.checks]
+        rules.append(Rule(name, "present", "column_in_dataframe", severity))
+    if schema.unique:
+        rules.append(Rule(None, "unique:" + ",".join(schema.unique), "multiple_fields_uniqueness", "error"))
+    return rules
+
+
+def _failures(schema: DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame | None:
+    from pandera.errors import SchemaErrors
+
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as e:
+        return e.failure_cases
+    return None
+
+
+def _matches(rule: Rule, failures: pl.DataFrame | None) -> list[Any]:
+    if failures is None:
+        return []
+    import polars as pl
+
+    column = pl.col("column").is_null() if rule.column is None else pl.col("column") == rule.column
+    hits = failures.filter(column & pl.col("check").str.starts_with(rule.prefix))
+    values = hits["failure_case"].to_list()
+    # Like SQL's UNIQUE, nulls are not duplicates of each other: `not_null` reports them.
+    return [v for v in values if v is not None] if rule.name == "unique" else values
+
+
+def _level(rule: Rule, critical: str) -> Level:
+    return Level.ERROR if rule.severity == "error" or critical == "warning" else Level.WARN
+
+
+def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str) -> Check:
+    name = f"{rule.column}:{rule.name}" if rule.column else rule.name
+    shown = ", ".join(repr(v) for v in failing[:SAMPLE_SIZE]) + (", ..." if len(failing) > SAMPLE_SIZE else "")
+    message = f"{len(failing)} failing values in {scope}: {shown}" if failing else f"passed on {scope}"
+    return Check(
+        gate=GATE,
+        table=table,
+        name=name,
+        severity=_level(rule, critical),
+        passed=not failing,
+        message=message,
+        observed=len(failing) or None,
+        expected=0 if failing else None,
+    )
+
+
+def _collisions(new_rows: pa.Table, old_keys: pa.Table, column: str) -> list[Any]:
+    """New keys that already exist among the old rows."""
+    import pyarrow.compute as pc
+
+    keys = new_rows.column(column)
+    hit = pc.is_in(keys, value_set=old_keys.column(column).drop_null())
+    return keys.filter(hit).to_pylist()
+
+
+def validate_table(ctx: GateContext, table_name: str, schema: DataFrameSchema) -> list[Check]:
+    """Checks for one table: incremental when the branch only appended to it, otherwise full."""
+    import polars as pl
+
+    from cascade_ci.catalog.lineage import lineage_since, read_added_rows
+
+    table = ctx.catalog.tables(ctx.head_hash).load_table(table_name)
+    base_id = None
+    base_tables = ctx.catalog.tables(ctx.base_hash)
+    if base_tables.table_exists(table_name):
+        base_snapshot = base_tables.load_table(table_name).current_snapshot()
+        base_id = base_snapshot.snapshot_id if base_snapshot else None
+    lineage = lineage_since(table, base_id)
+    incremental = not ctx.full and base_id is not None and lineage is not None and lineage.append_only
+    if incremental:
+        rows = read_added_rows(table, base_id)
+        scope = f"{rows.num_rows} added rows"
+    else:
+        rows = table.scan().to_arrow()
+        scope = f"all {rows.num_rows} rows"
+    failures = _failures(schema, pl.from_arrow(rows))
+    critical = str(ctx.settings.pandera_critical_level)
+    checks = []
+    for rule in rules_of(schema):
+        failing = _matches(rule, failures)
+        if incremental and rule.name == "unique" and rule.column in rows.column_names:
+            old = table.scan(snapshot_id=base_id, selected_fields=(rule.column,)).to_arrow()
+            failing += _collisions(rows, old, rule.column)
+        checks.append(_check(table_name, rule, failing, critical, scope))
+    return checks
+
+
+def run(ctx: GateContext) -> GateResult:
+    """Validate every mart present at the head; a mart missing there is a failing check."""
+    from cascade_ci.pipeline.schemas import MART_SCHEMAS
+
+    head = ctx.catalog.tables(ctx.head_hash)
+    checks: list[Check] = []
+    for table_name, model in MART_SCHEMAS.items():
+        if not head.table_exists(table_name):
+            checks.append(
+                Check(GATE, table_name, "table_present", Level.ERROR, False, "the mart is missing on the branch")
+            )
+            continue
+        checks += validate_table(ctx, table_name, model.to_schema())
+    return GateResult(gate=GATE, checks=tuple(checks))
