@@ -65,7 +65,12 @@ def _matches(rule: Rule, failures: pl.DataFrame | None) -> list[Any]:
         return []
     import polars as pl
 
-    column = pl.col("column").is_null() if rule.column is None else pl.col("column") == rule.column
+    if rule.name == "present":  # a missing column is reported against the schema, naming the column
+        column = pl.col("failure_case") == rule.column
+    elif rule.column is None:
+        column = pl.col("schema_context") == "DataFrameSchema"
+    else:
+        column = pl.col("column") == rule.column
     hits = failures.filter(column & pl.col("check").str.starts_with(rule.prefix))
     values = hits["failure_case"].to_list()
     # Like SQL's UNIQUE, nulls are not duplicates of each other: `not_null` reports them.
