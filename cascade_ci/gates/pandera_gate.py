@@ -98,12 +98,12 @@ def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str
 
 
 def _collisions(new_rows: pa.Table, old_keys: pa.Table, column: str) -> list[Any]:
-    """New keys that already exist among the old rows."""
+    """New keys that already exist among the old rows (hashes the few new keys, probes the many old ones)."""
     import pyarrow.compute as pc
 
-    keys = new_rows.column(column)
-    hit = pc.is_in(keys, value_set=old_keys.column(column).drop_null())
-    return keys.filter(hit).to_pylist()
+    new_keys = new_rows.column(column).drop_null().unique()
+    old = old_keys.column(column)
+    return old.filter(pc.is_in(old, value_set=new_keys)).unique().to_pylist()
 
 
 def validate_table(ctx: GateContext, table_name: str, schema: DataFrameSchema) -> list[Check]:

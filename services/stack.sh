@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# The services of the Nessie backend on loopback, without Docker: moto (S3), Nessie, and optionally Trino.
+#
+#   services/stack.sh fetch [--without-trino]   download the pinned artifacts into the cache (idempotent)
+#   services/stack.sh start [--without-trino]   fetch, start on free 127.0.0.1 ports, wait until healthy,
+#                                               write services/.run/stack.env (source it for tests)
+#   services/stack.sh stop                      stop what `start` started (pid files in services/.run)
+#   services/stack.sh status                    what runs, where
+#
+# Versions live in services/versions.env. Environment knobs:
+#   CASCADE_SERVICES_CACHE    download cache (default ~/.cache/cascade-ci/services)
+#   CASCADE_SERVICES_RUN      run folder: configs, logs, pid files, stack.env (default services/.run)
+#   CASCADE_SERVICES_TIMEOUT  seconds each service may take to become healthy (default 180)
+#   PYTHON                    interpreter for moto's venv (default python3)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+. "$HERE/versions.env"
+CACHE="${CASCADE_SERVICES_CACHE:-$HOME/.cache/cascade-ci/services}"
+RUN="${CASCADE_SERVICES_RUN:-$HERE/.run}"
+TIMEOUT="${CASCADE_SERVICES_TIMEOUT:-180}"
+PYTHON="${PYTHON:-python3}"
+MVN_DEP="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+# Test-only credentials for the throwaway moto server; Nessie reads them through a secret reference.
+S3_ACCESS_KEY="${STACK_S3_ACCESS_KEY:-cascade-test}"
+S3_SECRET_KEY="${STACK_S3_SECRET_KEY:-cascade-test-secret}"
+
+NESSIE_JAR="$CACHE/nessie-quarkus-$NESSIE_VERSION-runner.jar"
+TRINO_HOME="$CACHE/trino-server-$TRINO_VERSION"
+MOTO_VENV="$CACHE/moto-$MOTO_VERSION"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# -- fetch ----------------------------------------------------------------------------------------
+
+mvn_copy() { # artifact, file name -> $CACHE/<file name>, downloaded once
+  local artifact="$1" name="$2"
+  [ -s "$CACHE/$name" ] && return 0
+  command -v mvn >/dev/null || die "mvn is needed to download $artifact"
+  local tmp="$CACHE/.download.$$"
+  mkdir -p "$tmp"
+  log "downloading $artifact"
+  if ! mvn -B -q "$MVN_DEP:copy" -Dartifact="$artifact" -DoutputDirectory="$tmp" -Dmdep.overWriteReleases=true \
+      >"$tmp/mvn.log" 2>&1; then
+    tail -n 20 "$tmp/mvn.log" >&2
+    rm -rf "$tmp"
+    die "could not download $artifact from Maven Central"
+  fi
+  mv "$tmp/$name" "$CACHE/$name"
+  rm -rf "$tmp"
+}
+
+fetch_nessie() {
+  mvn_copy "org.projectnessie.nessie:nessie-quarkus:$NESSIE_VERSION:jar:runner" "$(basename "$NESSIE_JAR")"
+}
+
+fetch_moto() {
+  [ -f "$MOTO_VENV/.installed" ] && return 0
+  log "installing moto[server]==$MOTO_VERSION into $MOTO_VENV"
+  rm -rf "$MOTO_VENV"
+  "$PYTHON" -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
+    || die "could not install moto[server]==$MOTO_VERSION"
+  touch "$MOTO_VENV/.installed"
+}
+
+fetch_trino() {
+  [ -f "$TRINO_HOME/.installed" ] && return 0
+  mvn_copy "io.trino:trino-server-core:$TRINO_VERSION:tar.gz" "trino-server-core-$TRINO_VERSION.tar.gz"
+  mvn_copy "io.trino:trino-iceberg:$TRINO_VERSION:zip" "trino-iceberg-$TRINO_VERSION.zip"
+  log "unpacking Trino $TRINO_VERSION"
+  rm -rf "$TRINO_HOME" "$TRINO_HOME.tmp"
+  mkdir -p "$TRINO_HOME.tmp/plugin/iceberg"
+  tar -xzf "$CACHE/trino-server-core-$TRINO_VERSION.tar.gz" -C "$TRINO_HOME.tmp" --strip-components=1
+  local unpack="$TRINO_HOME.tmp/.iceberg-zip"
+  mkdir -p "$unpack"
+  (cd "$unpack" && "$JAR_TOOL" xf "$CACHE/trino-iceberg-$TRINO_VERSION.zip")
+  # The plugin zip holds one folder (trino-iceberg-<ver>/) of jars: they go to plugin/iceberg.
+  find "$unpack" -name '*.jar' -exec mv {} "$TRINO_HOME.tmp/plugin/iceberg/" \;
+  rm -rf "$unpack"
+  touch "$TRINO_HOME.tmp/.installed"
+  mv "$TRINO_HOME.tmp" "$TRINO_HOME"
+}
+
+cmd_fetch() {
+  local trino="$1"
+  mkdir -p "$CACHE"
+  fetch_moto
+  fetch_nessie
+  if [ "$trino" = yes ]; then fetch_trino; fi
+  log "cache ready: $CACHE"
+}
+
+# -- helpers --------------------------------------------------------------------------------------
+
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+alive() { # service name -> 0 if its pid file names a live process
+  local pid
+  [ -f "$RUN/$1.pid" ] || return 1
+  pid="$(cat "$RUN/$1.pid")"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+launch() { # name, workdir, command... : own session (process group) so stop can end its children too
+  local name="$1" dir="$2"
+  shift 2
+  (cd "$dir" && exec setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null) &
+  echo $! >"$RUN/$name.pid"
+}
+
+now_ms() { date +%s%3N; }
+
+# wait_for name url check : polls until `check` accepts the body of GET url, the process dies, or timeout
+wait_for() {
+  local name="$1" url="$2" check="$3" start deadline body
+  start="$(now_ms)"
+  deadline=$(($(date +%s) + TIMEOUT))
+  while :; do
+    if ! alive "$name"; then
+      fail "$name exited while starting"
+    fi
+    if body="$(curl -s --max-time 5 "$url" 2>/dev/null)" && $check "$body"; then
+      local took=$(($(now_ms) - start))
+      STARTUP["$name"]="$(awk "BEGIN { printf \"%.1f\", $took / 1000 }")"
+      log "$name is up at $url after ${STARTUP[$name]} s"
+      return 0
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      fail "$name did not become healthy within ${TIMEOUT}s ($url)"
+    fi
+    sleep 0.5
+  done
+}
+
+fail() {
+  log "ERROR: $*"
+  local f
+  for f in "$RUN"/*.log; do
+    [ -f "$f" ] || continue
+    printf '\n===== last lines of %s =====\n' "$f" >&2
+    tail -n 40 "$f" >&2
+  done
+  cmd_stop >/dev/null 2>&1 || true
+  exit 1
+}
+
+any_body() { return 0; }
+nessie_ready() { [[ "$1" == *'"defaultBranch"'* ]]; }
+trino_ready() { [[ "$1" == *'"starting":false'* ]]; }
+
+# -- start ----------------------------------------------------------------------------------------
+
+start_moto() {
+  local port="$1"
+  launch moto "$RUN" "$MOTO_VENV/bin/python" -m moto.server -H 127.0.0.1 -p "$port"
+  wait_for moto "http://127.0.0.1:$port/moto-api/data.json" any_body
+  AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" "$MOTO_VENV/bin/python" - \
+    "http://127.0.0.1:$port" "$S3_BUCKET" "$S3_REGION" <<'PY' || fail "could not create the S3 bucket"
+import sys
+
+import boto3
+
+endpoint, bucket, region = sys.argv[1:]
+boto3.client("s3", endpoint_url=endpoint, region_name=region).create_bucket(Bucket=bucket)
+PY
+}
+
+start_nessie() {
+  local port="$1" mgmt="$2" s3="$3" dir="$RUN/nessie"
+  mkdir -p "$dir/config"
+  # Quarkus reads ./config/application.properties: the S3 keys stay off the command line.
+  cat >"$dir/config/application.properties" <<EOF
+quarkus.http.host=127.0.0.1
+quarkus.http.port=$port
+quarkus.management.host=127.0.0.1
+quarkus.management.port=$mgmt
+quarkus.log.console.level=INFO
+quarkus.otel.sdk.disabled=true
+nessie.version.store.type=IN_MEMORY
+nessie.server.default-branch=main
+nessie.catalog.default-warehouse=$NESSIE_WAREHOUSE
+nessie.catalog.warehouses.$NESSIE_WAREHOUSE.location=s3://$S3_BUCKET/
+nessie.catalog.service.s3.default-options.endpoint=http://127.0.0.1:$s3/
+nessie.catalog.service.s3.default-options.path-style-access=true
+nessie.catalog.service.s3.default-options.region=$S3_REGION
+nessie.catalog.service.s3.default-options.request-signing-enabled=false
+nessie.catalog.service.s3.default-options.access-key=urn:nessie-secret:quarkus:cascade-s3
+cascade-s3.name=$S3_ACCESS_KEY
+cascade-s3.secret=$S3_SECRET_KEY
+EOF
+  launch nessie "$dir" java -Xms128m -Xmx768m -XX:+UseSerialGC -jar "$NESSIE_JAR"
+  wait_for nessie "http://127.0.0.1:$port/api/v2/config" nessie_ready
+}
+
+start_trino() {
+  local port="$1" dir="$RUN/trino"
+  mkdir -p "$dir/etc/catalog" "$dir/data"
+  cat >"$dir/etc/node.properties" <<EOF
+node.environment=cascade
+node.id=cascade-$(hostname)-$$
+node.data-dir=$dir/data
+node.internal-address=127.0.0.1
+EOF
+  cat >"$dir/etc/jvm.config" <<EOF
+-server
+-Xmx1G
+-XX:InitialRAMPercentage=5
+-XX:+UseG1GC
+-XX:+ExitOnOutOfMemoryError
+-Djdk.attach.allowAttachSelf=true
+EOF
+  cat >"$dir/etc/config.properties" <<EOF
+coordinator=true
+node-scheduler.include-coordinator=true
+http-server.http.port=$port
+discovery.uri=http://127.0.0.1:$port
+catalog.management=dynamic
+catalog.store=file
+catalog.config-dir=$dir/etc/catalog
+query.max-memory=512MB
+query.max-memory-per-node=256MB
+EOF
+  cat >"$dir/etc/log.properties" <<EOF
+io.trino=INFO
+EOF
+  launch trino "$dir" env JAVA_HOME="$TRINO_JAVA_HOME" PATH="$TRINO_JAVA_HOME/bin:$PATH" \
+    "$TRINO_HOME/bin/launcher" run --etc-dir="$dir/etc" --data-dir="$dir/data"
+  wait_for trino "http://127.0.0.1:$port/v1/info" trino_ready
+}
+
+cmd_start() {
+  local trino="$1"
+  if alive nessie || alive moto || alive trino; then
+    log "already running (services/stack.sh stop first):"
+    cmd_status
+    return 0
+  fi
+  cmd_fetch "$trino"
+  rm -rf "$RUN"
+  mkdir -p "$RUN"
+  declare -gA STARTUP=()
+  local s3_port nessie_port mgmt_port trino_port=""
+  s3_port="$(free_port)"
+  nessie_port="$(free_port)"
+  mgmt_port="$(free_port)"
+  start_moto "$s3_port"
+  start_nessie "$nessie_port" "$mgmt_port" "$s3_port"
+  if [ "$trino" = yes ]; then
+    trino_port="$(free_port)"
+    start_trino "$trino_port"
+  fi
+  {
+    echo "# written by services/stack.sh start; source it (set -a; . services/.run/stack.env; set +a)"
+    echo "NESSIE_URI=http://127.0.0.1:$nessie_port"
+    echo "NESSIE_WAREHOUSE=$NESSIE_WAREHOUSE"
+    echo "S3_ENDPOINT=http://127.0.0.1:$s3_port"
+    echo "S3_REGION=$S3_REGION"
+    echo "S3_BUCKET=$S3_BUCKET"
+    echo "AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY"
+    echo "AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY"
+    echo "AWS_REGION=$S3_REGION"
+    [ -n "$trino_port" ] && echo "TRINO_URI=http://127.0.0.1:$trino_port"
+    local name
+    for name in "${!STARTUP[@]}"; do
+      echo "STACK_STARTUP_SECONDS_${name^^}=${STARTUP[$name]}"
+    done
+  } >"$RUN/stack.env"
+  log "ready: $RUN/stack.env"
+}
+
+# -- stop / status --------------------------------------------------------------------------------
+
+stop_one() {
+  local name="$1" pid i
+  [ -f "$RUN/$name.pid" ] || return 0
+  pid="$(cat "$RUN/$name.pid")"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 60); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$RUN/$name.pid"
+}
+
+cmd_stop() {
+  stop_one trino
+  stop_one nessie
+  stop_one moto
+  rm -f "$RUN/stack.env"
+}
+
+cmd_status() {
+  local name state=0
+  for name in moto nessie trino; do
+    if alive "$name"; then
+      echo "$name: running (pid $(cat "$RUN/$name.pid"))"
+    elif [ -f "$RUN/$name.pid" ]; then
+      echo "$name: dead (stale pid file)"
+      state=1
+    else
+      echo "$name: stopped"
+    fi
+  done
+  [ -f "$RUN/stack.env" ] && grep -E '_URI=|S3_ENDPOINT=|STARTUP' "$RUN/stack.env"
+  return $state
+}
+
+# -- main -----------------------------------------------------------------------------------------
+
+JAR_TOOL="$(command -v jar || echo "$TRINO_JAVA_HOME/bin/jar")"
+command="${1:-}"
+shift || true
+with_trino=yes
+for arg in "$@"; do
+  case "$arg" in
+    --without-trino) with_trino=no ;;
+    *) die "unknown option $arg" ;;
+  esac
+done
+case "$command" in
+  fetch) cmd_fetch "$with_trino" ;;
+  start) cmd_start "$with_trino" ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  *)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
