@@ -22,6 +22,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/actionlint
+	$(BIN)/zizmor --offline --quiet .
 
 bench: install
 	$(BIN)/python bench/cli_startup.py

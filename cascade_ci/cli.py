@@ -82,6 +82,18 @@ def _open(**overrides: Any) -> tuple[Settings, BranchCatalog]:
     return settings, open_catalog(settings)
 
 
+def _provenance(run: Any) -> dict[str, str]:
+    """Who and what promotes: the workflow run, its actor, and the environment's approvers if GitHub says."""
+    from cascade_ci import github_api
+
+    found = {"run_url": run.url, "actor": run.actor}
+    api = github_api.from_env()
+    if api is not None and run.run_id:
+        with api:
+            found["approvers"] = ",".join(api.approvers(run.run_id))
+    return {key: value for key, value in found.items() if value}
+
+
 def _parse_now(value: str | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
@@ -236,8 +248,7 @@ def promote(run_id: str, dry_run: bool, as_json: bool) -> None:
     from cascade_ci.stages.promote import promote as run_promotion
 
     settings, catalog = _open()
-    run = github.RunContext.from_env()
-    provenance = {key: value for key, value in {"run_url": run.url, "actor": run.actor}.items() if value}
+    provenance = _provenance(github.RunContext.from_env())
     result = run_promotion(settings, catalog, run_id, dry_run=dry_run, provenance=provenance)
     github.write_outputs(result.outputs())
     click.echo(result.message, err=True)
@@ -276,7 +287,7 @@ def run_command(run_id: str | None, source: str, from_file: Path | None, defects
     settings, catalog = _open()
     run = github.RunContext.from_env()
     run_id = run_id or local_run_id(datetime.now(UTC))
-    provenance = {key: value for key, value in {"run_url": run.url, "actor": run.actor}.items() if value}
+    provenance = _provenance(run)
     result = run_pipeline(
         settings,
         catalog,
@@ -309,15 +320,46 @@ def gc(dry_run: bool, now_text: str | None, as_json: bool) -> None:
     BRANCH_RETENTION_DAYS_FAILED (14), from their last commit. Main, tags, and branches cascade-ci
     did not create are never touched.
     """
+    from cascade_ci import github, github_api
     from cascade_ci.stages.gc import collect_garbage
 
     now = _parse_now(now_text)
     settings, catalog = _open()
-    decisions = collect_garbage(settings, catalog, now, dry_run=dry_run)
+    api = github_api.from_env()
+    decisions = collect_garbage(settings, catalog, now, dry_run=dry_run, runs=api.workflow_run if api else None)
     lines = [f"{d.action:12} {d.branch}  {d.status}, {d.age_days:.1f} d old: {d.reason}" for d in decisions]
     deleted = sum(d.action in ("deleted", "would-delete") for d in decisions)
+    github.write_outputs({"deleted": str(deleted), "kept": str(len(decisions) - deleted)})
     click.echo(f"{deleted} of {len(decisions)} pipeline branches {'would be ' if dry_run else ''}deleted", err=True)
     _emit([d.to_dict() for d in decisions], as_json, "\n".join(lines))
+
+
+@cli.command()
+@click.option("--pr", "pr_number", type=click.IntRange(min=1), required=True, help="Pull request number.")
+@click.option(
+    "--summary",
+    "summary_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The Markdown to post, usually reports/summary.md from `cascade validate`.",
+)
+@json_option
+@command
+def comment(pr_number: int, summary_path: Path, as_json: bool) -> None:
+    """Post the verdict on a pull request as one sticky comment, updated in place on every run.
+
+    Needs GITHUB_TOKEN (with pull-requests: write) and GITHUB_REPOSITORY, as set in GitHub Actions.
+    """
+    from cascade_ci import github_api
+    from cascade_ci.errors import ConfigError
+
+    api = github_api.from_env()
+    if api is None:
+        raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set to comment on a pull request")
+    with api:
+        action = api.upsert_comment(pr_number, summary_path.read_text(encoding="utf-8"))
+    click.echo(f"{action} the verdict comment on pull request #{pr_number}", err=True)
+    _emit({"action": action, "pr": pr_number}, as_json, action)
 
 
 @cli.command()

@@ -58,11 +58,12 @@ class Settings(BaseSettings):
     # Ingestion: the window each run reads, and where the sources are.
     ingest_hours: float = Field(48, gt=0, validation_alias="CASCADE_INGEST_HOURS")
     sample_seed: int = Field(7, validation_alias="CASCADE_SAMPLE_SEED")
+    sample_defects: str = Field("", validation_alias="CASCADE_SAMPLE_DEFECTS")
     nightscout_url: str | None = None
     nightscout_api_secret: SecretStr | None = None
-    github_users: str = "octocat"
-    github_repos: str = "octocat/Hello-World"
-    github_api_url: str = "https://api.github.com"
+    github_users: str = Field("octocat", validation_alias="CASCADE_GITHUB_USERS")
+    github_repos: str = Field("octocat/Hello-World", validation_alias="CASCADE_GITHUB_REPOS")
+    github_api_url: str = Field("https://api.github.com", validation_alias="GITHUB_API_URL")
 
     # Production catalog (Nessie); used when CASCADE_CATALOG=nessie.
     nessie_uri: str = "http://localhost:19120"

@@ -8,16 +8,18 @@ on the head that was judged: a branch written to meanwhile is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.errors import ConflictError, NotFoundError
-from cascade_ci.stages.meta import read_branch
+from cascade_ci.stages.meta import RUN_ID, read_branch
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
+    from cascade_ci.github_api import RunStatus
     from cascade_ci.settings import Settings
 
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 class GcDecision:
     branch: str
     hash: str
-    status: str  # promoted | passed | failed | unvalidated | foreign
+    status: str  # promoted | passed | failed | unvalidated | running | foreign
     age_days: float
     retention_days: int | None
     action: str  # deleted | would-delete | kept | skipped
@@ -35,18 +37,33 @@ class GcDecision:
         return asdict(self)
 
 
-def _status(catalog: BranchCatalog, state: Any, main_hash: str) -> str:
+RunLookup = Callable[[str], "RunStatus | None"]
+PASSED_CONCLUSIONS = frozenset({"success"})
+
+
+def _status(catalog: BranchCatalog, state: Any, main_hash: str, run: RunStatus | None) -> str:
+    """promoted > the stored verdict > the workflow run's conclusion > unvalidated."""
     if catalog.is_ancestor(state.ref.hash, main_hash):
         return "promoted"
-    if state.verdict is None:
-        return "unvalidated"
-    return "failed" if state.verdict.blocked else "passed"
+    if state.verdict is not None:
+        return "failed" if state.verdict.blocked else "passed"
+    if run is not None and run.conclusion:
+        return "passed" if run.conclusion in PASSED_CONCLUSIONS else "failed"
+    return "unvalidated"
 
 
 def collect_garbage(
-    settings: Settings, catalog: BranchCatalog, now: datetime, dry_run: bool = False
+    settings: Settings,
+    catalog: BranchCatalog,
+    now: datetime,
+    dry_run: bool = False,
+    runs: RunLookup | None = None,
 ) -> list[GcDecision]:
-    """Judge every branch under the prefix; delete the expired ones unless `dry_run`."""
+    """Judge every branch under the prefix; delete the expired ones unless `dry_run`.
+
+    `runs` looks up a run id's workflow run (GitHub API): a run still in progress keeps its branch
+    whatever its age, and a finished run's conclusion decides retention when no verdict was stored.
+    """
     main = catalog.get_ref(settings.main_branch)
     decisions = []
     for ref in catalog.list_refs(settings.branch_prefix):
@@ -59,7 +76,14 @@ def collect_garbage(
                 GcDecision(ref.name, ref.hash, "foreign", age, None, "skipped", "not created by cascade-ci")
             )
             continue
-        status = _status(catalog, state, main.hash)
+        run_id = state.created.properties.get(RUN_ID) if state.created else None
+        run = runs(run_id) if runs and run_id else None
+        if run is not None and run.in_progress:
+            decisions.append(
+                GcDecision(ref.name, ref.hash, "running", age, None, "kept", "its workflow run is in progress")
+            )
+            continue
+        status = _status(catalog, state, main.hash, run)
         keep_days = (
             settings.branch_retention_days
             if status in ("promoted", "passed")

@@ -57,7 +57,8 @@ def read_source(
     if source == "sample":
         from cascade_ci.pipeline.sources import sample
 
-        return sample.generate(now, seed=settings.sample_seed, hours=settings.ingest_hours, defects=defects)
+        wanted = list(defects) or [d.strip() for d in settings.sample_defects.split(",") if d.strip()]
+        return sample.generate(now, seed=settings.sample_seed, hours=settings.ingest_hours, defects=wanted)
     if defects:
         raise ConfigError("--defects applies to the sample source only")
     batch = RawBatch()

@@ -66,7 +66,7 @@ DEFAULTS: list[tuple[str, Any]] = [
     ("home", Path(".cascade")),
     ("branch_prefix", "pipeline/run-"),
     ("reports_dir", Path("reports")),
-    ("gates", "schema,dbt"),
+    ("gates", "schema,pandera,dbt,freshness"),
     ("github_token", None),
     ("s3_access_key_id", None),
     ("s3_secret_access_key", None),
@@ -85,7 +85,7 @@ def test_default_string_forms() -> None:
     settings = load_settings()
     assert settings.pandera_critical_level == "error"
     assert settings.catalog == "local"
-    assert settings.gate_names == ["schema", "dbt"]
+    assert settings.gate_names == ["schema", "pandera", "dbt", "freshness"]
 
 
 def test_home_environment_variable_does_not_become_cascade_home(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,240 @@
+"""GitHub REST API helpers for the workflow itself: run status, environment approvals, a sticky PR comment.
+
+Requests go through PyGithub's requester (configured by `make_client`: 5xx retried briefly, rate limits never
+waited out), so pagination follows `Link` headers and GitHub Enterprise base URLs work. Errors say which API
+URL failed and never contain the token.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cascade_ci.errors import CascadeError, ConfigError, Terminal, Transient
+from cascade_ci.github import mask
+from cascade_ci.pipeline.sources.github_source import DEFAULT_BASE_URL, make_client
+
+if TYPE_CHECKING:
+    from github import Github
+
+MARKER = "<!-- cascade-ci:verdict -->"
+COMMENT_LIMIT = 65_536  # GitHub rejects an issue comment body longer than this (characters)
+_CUT_NOTE = "\n\n_Comment cut at GitHub's 65,536-character limit; the full text is in reports/._"
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+class GitHubApiError(CascadeError):
+    """A GitHub REST API call failed; `status` is the HTTP status when GitHub answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitHubApiRefusedError(GitHubApiError, Terminal):
+    """GitHub refused the request: bad token, missing permission, unknown resource, invalid input."""
+
+
+class GitHubApiUnavailableError(GitHubApiError, Transient):
+    """GitHub did not answer, answered 5xx, or the rate limit is exhausted until a known time."""
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A workflow run's state (`status`: queued, in_progress, completed, ...; `conclusion` once completed)."""
+
+    run_id: str
+    status: str
+    conclusion: str | None
+    html_url: str | None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status != "completed"
+
+
+class GitHubApi:
+    """The REST API of one repository; builds no connection until the first call."""
+
+    def __init__(
+        self,
+        token: str | None,
+        repository: str,
+        base_url: str = DEFAULT_BASE_URL,
+        client: Github | None = None,
+    ) -> None:
+        if not isinstance(repository, str) or not _REPO.fullmatch(repository) or ".." in repository:
+            raise ConfigError(f"not a valid repository name (owner/name): {repository!r}")
+        self.repository = repository
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._client = client
+        self._owned = client is None
+
+    def __repr__(self) -> str:  # never the token
+        return f"GitHubApi(repository={self.repository!r}, base_url={self.base_url!r})"
+
+    def __enter__(self) -> GitHubApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client this object created (an injected client belongs to its caller)."""
+        if self._owned and self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def _gh(self) -> Github:
+        if self._client is None:
+            self._client = make_client(self._token, base_url=self.base_url)
+        return self._client
+
+    # -- calls ---------------------------------------------------------------------------------------
+
+    def workflow_run(self, run_id: str) -> RunStatus | None:
+        """`GET /repos/{repo}/actions/runs/{run_id}`; None when GitHub has no such run (or the id is not one)."""
+        path = f"/repos/{self.repository}/actions/runs/{run_id}"
+        if not str(run_id).isdigit():
+            return None  # a local run id: never a GitHub run, and not to be put in a URL
+        data = self._get(path, missing=None)
+        if data is None:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+            raise GitHubApiRefusedError(f"GitHub answered no run status for {self._url(path)}")
+        return RunStatus(
+            run_id=str(data.get("id", run_id)),
+            status=data["status"],
+            conclusion=data.get("conclusion"),
+            html_url=data.get("html_url"),
+        )
+
+    def approvers(self, run_id: str) -> list[str]:
+        """Logins that approved the run's environment deployments (review history), first approval first."""
+        if not str(run_id).isdigit():
+            return []
+        reviews = self._get(f"/repos/{self.repository}/actions/runs/{run_id}/approvals", missing=[])
+        logins: list[str] = []
+        for review in reviews if isinstance(reviews, list) else []:
+            if not isinstance(review, dict) or review.get("state") != "approved":
+                continue
+            user = review.get("user")
+            login = user.get("login") if isinstance(user, dict) else None
+            if isinstance(login, str) and isinstance(login, str) and login not in logins:
+                logins.append(login)
+        return logins
+
+    def upsert_comment(self, pr_number: int, body: str, marker: str = MARKER) -> str:
+        """Edit the PR's comment that carries `marker`, else create it; "updated" or "created".
+
+        The author is not checked: with the workflow's GITHUB_TOKEN, `GET /user` answers 403, so who "we" are
+        is not cheap to know. The first comment with the marker wins.
+        """
+        from github.IssueComment import IssueComment
+        from github.PaginatedList import PaginatedList
+
+        if isinstance(pr_number, bool) or not isinstance(pr_number, int) or pr_number < 1:
+            raise ConfigError(f"not a pull request number: {pr_number!r}")
+        text = comment_body(body, marker)
+        listing = f"/repos/{self.repository}/issues/{pr_number}/comments"
+        with self._translated("GET", listing):
+            comments = PaginatedList(IssueComment, self._gh.requester, listing, None)
+            found = next((c for c in comments if isinstance(c.body, str) and marker in c.body), None)
+        if found is not None:
+            path = f"/repos/{self.repository}/issues/comments/{found.id}"
+            with self._translated("PATCH", path):
+                self._gh.requester.requestJsonAndCheck("PATCH", path, input={"body": text})
+            return "updated"
+        with self._translated("POST", listing):
+            self._gh.requester.requestJsonAndCheck("POST", listing, input={"body": text})
+        return "created"
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def _get(self, path: str, *, missing: Any) -> Any:
+        """The JSON at `path`, or `missing` on 404."""
+        try:
+            with self._translated("GET", path):
+                return self._gh.requester.requestJsonAndCheck("GET", path)[1]
+        except GitHubApiRefusedError as exc:
+            if exc.status == 404:
+                return missing
+            raise
+
+    @contextmanager
+    def _translated(self, verb: str, path: str) -> Iterator[None]:
+        """PyGithub and requests failures as GitHubApiError."""
+        import requests
+        from github import GithubException
+
+        try:
+            yield
+        except GithubException as exc:
+            raise self._failure(exc, verb, path) from exc
+        except requests.exceptions.RequestException as exc:
+            text = f"GitHub API did not answer {verb} {self._url(path)}: {type(exc).__name__}; try again later"
+            raise GitHubApiUnavailableError(self._scrub(text)) from exc
+
+    def _failure(self, exc: Any, verb: str, path: str) -> GitHubApiError:
+        """The error for a GitHub error answer; rate limits say when to come back."""
+        status = int(exc.status or 0)
+        headers = {str(k).lower(): str(v) for k, v in (exc.headers or {}).items()}
+        message = str(exc.data.get("message", "")) if isinstance(exc.data, dict) else ""
+        where = f"{verb} {self._url(path)}"
+        detail = f": {message}" if message else ""
+        if status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
+            text = f"GitHub API rate limit exhausted (HTTP {status} to {where}); it resets at {_reset(headers)}"
+            return GitHubApiUnavailableError(self._scrub(text), status)
+        if status == 429 or (status == 403 and ("retry-after" in headers or "rate limit" in message.lower())):
+            after = headers.get("retry-after", "?")
+            return GitHubApiUnavailableError(
+                self._scrub(f"GitHub API rate-limited {where}; retry after {after} s"), status
+            )
+        if status >= 500:
+            text = f"GitHub API answered HTTP {status} to {where}{detail}; try again later"
+            return GitHubApiUnavailableError(self._scrub(text), status)
+        if status == 401:
+            return GitHubApiRefusedError(f"GitHub refused the token (HTTP 401) for {where}", status)
+        hint = " (does the workflow grant the permission, e.g. `pull-requests: write`?)" if status == 403 else ""
+        return GitHubApiRefusedError(self._scrub(f"GitHub API answered HTTP {status} to {where}{detail}{hint}"), status)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+
+def comment_body(body: str, marker: str = MARKER) -> str:
+    """`body` headed by the marker line, cut with a note to fit GitHub's comment limit."""
+    body = body.removeprefix(marker).lstrip("\n")
+    text = f"{marker}\n{body}"
+    if len(text) > COMMENT_LIMIT:
+        text = text[: COMMENT_LIMIT - len(_CUT_NOTE)] + _CUT_NOTE
+    return text
+
+
+def _reset(headers: Mapping[str, str]) -> str:
+    reset = headers.get("x-ratelimit-reset", "")
+    if not reset.replace(".", "", 1).isdigit():
+        return "an unknown time"
+    at = datetime.fromtimestamp(float(reset), UTC)
+    return f"{at:%Y-%m-%dT%H:%M:%SZ} (in {max(0, round(at.timestamp() - time.time()))} s)"
+
+
+def from_env(env: Mapping[str, str] = os.environ) -> GitHubApi | None:
+    """An api for `GITHUB_REPOSITORY` with `GITHUB_TOKEN` (at `GITHUB_API_URL` if set), else None."""
+    token, repository = env.get("GITHUB_TOKEN"), env.get("GITHUB_REPOSITORY")
+    if not token or not repository:
+        return None
+    if env.get("GITHUB_ACTIONS") == "true":
+        mask(token)
+    return GitHubApi(token, repository, base_url=env.get("GITHUB_API_URL") or DEFAULT_BASE_URL)
