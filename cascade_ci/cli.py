@@ -36,6 +36,30 @@ run_id_option = click.option(
 DEFECT_NAMES = "duplicate_ids, out_of_range_glucose, null_ids, stale_timestamps, unknown_event_types"
 
 
+def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--source, --from-file and --defects, shared by `ingest` and `run`."""
+    options = [
+        click.option(
+            "--source",
+            type=click.Choice(["sample", "nightscout", "github", "all"]),
+            default="sample",
+            show_default=True,
+            help="sample: generated data, no network; nightscout/github: their APIs; all: both APIs.",
+        ),
+        click.option(
+            "--from-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Import a Nightscout JSON export instead of calling the API.",
+        ),
+        click.option(
+            "--defects", metavar="LIST", default="", help=f"Sample source only: inject defects ({DEFECT_NAMES})."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
@@ -150,19 +174,7 @@ def branch(run_id: str, attempt: int, recreate: bool, as_json: bool) -> None:
 
 @cli.command()
 @run_id_option
-@click.option(
-    "--source",
-    type=click.Choice(["sample", "nightscout", "github", "all"]),
-    default="sample",
-    show_default=True,
-    help="sample: generated data, no network; nightscout/github: their APIs; all: both APIs.",
-)
-@click.option(
-    "--from-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Import a Nightscout JSON export instead of calling the API.",
-)
-@click.option("--defects", metavar="LIST", default="", help=f"Sample source only: inject defects ({DEFECT_NAMES}).")
+@source_options
 @json_option
 @command
 def ingest(run_id: str, source: str, from_file: Path | None, defects: str, as_json: bool) -> None:
@@ -259,19 +271,7 @@ def promote(run_id: str, dry_run: bool, as_json: bool) -> None:
 @click.option(
     "--run-id", envvar="GITHUB_RUN_ID", metavar="ID", help="Run id (default: $GITHUB_RUN_ID, else a new local id)."
 )
-@click.option(
-    "--source",
-    type=click.Choice(["sample", "nightscout", "github", "all"]),
-    default="sample",
-    show_default=True,
-    help="Where the raw data comes from; sample needs no network.",
-)
-@click.option(
-    "--from-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Import a Nightscout JSON export instead of calling the API.",
-)
-@click.option("--defects", metavar="LIST", default="", help=f"Sample source only: inject defects ({DEFECT_NAMES}).")
+@source_options
 @json_option
 @command
 def run_command(run_id: str | None, source: str, from_file: Path | None, defects: str, as_json: bool) -> int:

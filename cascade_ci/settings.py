@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cascade_ci.errors import ConfigError, InvalidNameError
@@ -76,19 +76,12 @@ class Settings(BaseSettings):
     # GitHub (tokens are secrets and never printed).
     github_token: SecretStr | None = None
 
-    @field_validator("branch_prefix")
+    @field_validator("branch_prefix", "main_branch")
     @classmethod
-    def _prefix_is_safe(cls, value: str) -> str:
+    def _names_are_safe(cls, value: str, info: ValidationInfo) -> str:
+        check = validate_prefix if info.field_name == "branch_prefix" else validate_ref_name
         try:
-            return validate_prefix(value)
-        except InvalidNameError as e:
-            raise ValueError(str(e)) from e
-
-    @field_validator("main_branch")
-    @classmethod
-    def _main_is_safe(cls, value: str) -> str:
-        try:
-            return validate_ref_name(value)
+            return check(value)
         except InvalidNameError as e:
             raise ValueError(str(e)) from e
 
