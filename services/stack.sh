@@ -15,7 +15,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
 . "$HERE/versions.env"
 CACHE="${CASCADE_SERVICES_CACHE:-$HOME/.cache/cascade-ci/services}"
 RUN="${CASCADE_SERVICES_RUN:-$HERE/.run}"
@@ -109,16 +109,18 @@ alive() { # service name -> 0 if its pid file names a live process
 launch() { # name, workdir, command... : own session (process group) so stop can end its children too
   local name="$1" dir="$2"
   shift 2
+  LAUNCHED["$name"]="$(now_ms)"
   (cd "$dir" && exec setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null) &
   echo $! >"$RUN/$name.pid"
 }
 
 now_ms() { date +%s%3N; }
 
-# wait_for name url check : polls until `check` accepts the body of GET url, the process dies, or timeout
+# wait_for name url check : polls until `check` accepts the body of GET url, the process dies, or timeout;
+# records the seconds from launch to healthy in STARTUP[name]
 wait_for() {
   local name="$1" url="$2" check="$3" start deadline body
-  start="$(now_ms)"
+  start="${LAUNCHED[$name]}"
   deadline=$(($(date +%s) + TIMEOUT))
   while :; do
     if ! alive "$name"; then
@@ -140,7 +142,7 @@ wait_for() {
 fail() {
   log "ERROR: $*"
   local f
-  for f in "$RUN"/*.log; do
+  for f in "$RUN"/*.log "$RUN"/trino/data/var/log/server.log; do
     [ -f "$f" ] || continue
     printf '\n===== last lines of %s =====\n' "$f" >&2
     tail -n 40 "$f" >&2
@@ -193,8 +195,7 @@ nessie.catalog.service.s3.default-options.access-key=urn:nessie-secret:quarkus:c
 cascade-s3.name=$S3_ACCESS_KEY
 cascade-s3.secret=$S3_SECRET_KEY
 EOF
-  launch nessie "$dir" java -Xms128m -Xmx768m -XX:+UseSerialGC -jar "$NESSIE_JAR"
-  wait_for nessie "http://127.0.0.1:$port/api/v2/config" nessie_ready
+  launch nessie "$dir" "$NESSIE_JAVA_HOME/bin/java" -Xms128m -Xmx768m -XX:+UseSerialGC -jar "$NESSIE_JAR"
 }
 
 start_trino() {
@@ -205,6 +206,7 @@ node.environment=cascade
 node.id=cascade-$(hostname)-$$
 node.data-dir=$dir/data
 node.internal-address=127.0.0.1
+node.bind-ip=127.0.0.1
 EOF
   cat >"$dir/etc/jvm.config" <<EOF
 -server
@@ -220,8 +222,7 @@ node-scheduler.include-coordinator=true
 http-server.http.port=$port
 discovery.uri=http://127.0.0.1:$port
 catalog.management=dynamic
-catalog.store=file
-catalog.config-dir=$dir/etc/catalog
+catalog.store=memory
 query.max-memory=512MB
 query.max-memory-per-node=256MB
 EOF
@@ -230,7 +231,6 @@ io.trino=INFO
 EOF
   launch trino "$dir" env JAVA_HOME="$TRINO_JAVA_HOME" PATH="$TRINO_JAVA_HOME/bin:$PATH" \
     "$TRINO_HOME/bin/launcher" run --etc-dir="$dir/etc" --data-dir="$dir/data"
-  wait_for trino "http://127.0.0.1:$port/v1/info" trino_ready
 }
 
 cmd_start() {
@@ -241,18 +241,23 @@ cmd_start() {
     return 0
   fi
   cmd_fetch "$trino"
-  rm -rf "$RUN"
   mkdir -p "$RUN"
-  declare -gA STARTUP=()
+  rm -rf "$RUN/nessie" "$RUN/trino" "$RUN"/*.log "$RUN"/*.pid "$RUN/stack.env"
+  declare -gA STARTUP=() LAUNCHED=()
   local s3_port nessie_port mgmt_port trino_port=""
   s3_port="$(free_port)"
   nessie_port="$(free_port)"
   mgmt_port="$(free_port)"
   start_moto "$s3_port"
+  # Nessie and Trino boot side by side; Trino only reaches Nessie when a catalog is created.
   start_nessie "$nessie_port" "$mgmt_port" "$s3_port"
   if [ "$trino" = yes ]; then
     trino_port="$(free_port)"
     start_trino "$trino_port"
+  fi
+  wait_for nessie "http://127.0.0.1:$nessie_port/api/v2/config" nessie_ready
+  if [ "$trino" = yes ]; then
+    wait_for trino "http://127.0.0.1:$trino_port/v1/info" trino_ready
   fi
   {
     echo "# written by services/stack.sh start; source it (set -a; . services/.run/stack.env; set +a)"
@@ -276,12 +281,12 @@ cmd_start() {
 # -- stop / status --------------------------------------------------------------------------------
 
 stop_one() {
-  local name="$1" pid i
+  local name="$1" pid _
   [ -f "$RUN/$name.pid" ] || return 0
   pid="$(cat "$RUN/$name.pid")"
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 60); do
+    for _ in $(seq 1 60); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.5
     done

@@ -29,9 +29,9 @@ def _local(settings: Settings) -> BranchCatalog:
 
 
 def _nessie(settings: Settings) -> BranchCatalog:
-    from cascade_ci.errors import ConfigError
+    from cascade_ci.catalog.nessie import NessieBranchCatalog
 
-    raise ConfigError("CASCADE_CATALOG=nessie: the Nessie backend is not part of this build yet")
+    return NessieBranchCatalog.from_settings(settings)
 
 
 AVAILABLE_CATALOGS: dict[str, Callable[[Settings], BranchCatalog]] = {"local": _local, "nessie": _nessie}
