@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr | None = Field(None, validation_alias="AWS_ACCESS_KEY_ID")
     s3_secret_access_key: SecretStr | None = Field(None, validation_alias="AWS_SECRET_ACCESS_KEY")
 
+    # Production engine (Trino), used with CASCADE_CATALOG=nessie.
+    trino_uri: str = "http://localhost:8080"
+    trino_user: str = "cascade"
+    trino_password: SecretStr | None = None
+
     # GitHub (tokens are secrets and never printed).
     github_token: SecretStr | None = None
 

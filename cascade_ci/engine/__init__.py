@@ -24,4 +24,10 @@ def open_engine(settings: Settings, catalog: BranchCatalog) -> Engine:
         except ImportError as e:  # pragma: no cover - duckdb is a core dependency
             raise MissingExtraError("the embedded engine needs duckdb: pip install cascade-ci") from e
         return DuckDbEngine(catalog, settings.home.resolve() / "dbt")
-    raise ConfigError(f"no engine for CASCADE_CATALOG={settings.catalog} in this build")
+    try:
+        from cascade_ci.engine.trino import TrinoEngine
+    except ImportError as e:
+        raise MissingExtraError("the production engine needs Trino: pip install 'cascade-ci[trino]'") from e
+    if settings.catalog is CatalogKind.NESSIE:
+        return TrinoEngine(settings, catalog)
+    raise ConfigError(f"no engine for CASCADE_CATALOG={settings.catalog}")
