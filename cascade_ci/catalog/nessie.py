@@ -9,12 +9,11 @@ HTTP is the standard library's urllib; only transient faults are retried.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,9 +21,8 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
-from pyiceberg.catalog.rest import RestCatalog
-
 from cascade_ci.catalog.base import Capabilities, ChangeKind, Commit, Ref, RefKind, TableChange
+from cascade_ci.catalog.nessie_tables import NessieRefCatalog
 from cascade_ci.errors import (
     AlreadyExistsError,
     CatalogError,
@@ -38,8 +36,6 @@ from cascade_ci.errors import (
 from cascade_ci.naming import validate_ref_name
 
 if TYPE_CHECKING:
-    from requests import Session
-
     from cascade_ci.settings import Settings
 
 SCRATCH_PREFIX = "cascade-scratch/"
@@ -425,88 +421,3 @@ class NessieBranchCatalog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class NessieRefCatalog(RestCatalog):
-    """pyiceberg REST catalog of one Nessie ref; writes on a tag or a commit hash raise ReadOnlyRefError."""
-
-    def __init__(self, name: str, read_only: bool, **properties: str) -> None:
-        self.read_only = read_only
-        super().__init__(name, **properties)
-
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise ReadOnlyRefError(f"{self.name!r} is not a branch; tables can only be changed on a branch")
-
-    def _create_session(self) -> Session:
-        """pyiceberg's session, with table commits adapted to what Nessie's Iceberg REST endpoint requires."""
-        session = super()._create_session()
-        post = session.post
-
-        def post_for_nessie(url: str | bytes, data: Any = None, **kwargs: Any) -> Any:
-            return post(url, data=with_last_column_id(data) if isinstance(data, bytes) else data, **kwargs)
-
-        session.post = post_for_nessie  # type: ignore[method-assign]
-        return session
-
-
-def _max_field_id(node: Any) -> int:
-    """The highest field id anywhere in an Iceberg JSON schema or type."""
-    if isinstance(node, list):
-        return max((_max_field_id(item) for item in node), default=0)
-    if not isinstance(node, dict):
-        return 0
-    own = [v for k, v in node.items() if k in ("id", "element-id", "key-id", "value-id") and isinstance(v, int)]
-    nested = [_max_field_id(v) for k, v in node.items() if k in ("fields", "type", "element", "key", "value")]
-    return max([0, *own, *nested])
-
-
-def with_last_column_id(body: bytes) -> bytes:
-    """Put `last-column-id` back on add-schema updates: Nessie 0.99 requires it, pyiceberg 0.12 omits it.
-
-    The value is what Iceberg's own clients send: the higher of the table's last assigned field id (from
-    the commit's `assert-last-assigned-field-id` requirement) and the new schema's highest field id.
-    """
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return body
-    updates = payload.get("updates") if isinstance(payload, dict) else None
-    if not updates or not any(u.get("action") == "add-schema" for u in updates):
-        return body
-    assigned = [
-        r.get("last-assigned-field-id", 0)
-        for r in payload.get("requirements", [])
-        if r.get("type") == "assert-last-assigned-field-id"
-    ]
-    for update in updates:
-        if update.get("action") == "add-schema" and "last-column-id" not in update:
-            update["last-column-id"] = max([*assigned, _max_field_id(update.get("schema"))])
-    return json.dumps(payload).encode()
-
-
-def _guard(name: str) -> Callable[..., Any]:
-    write = getattr(RestCatalog, name)
-
-    @functools.wraps(write)
-    def guarded(self: NessieRefCatalog, *args: Any, **kwargs: Any) -> Any:
-        self._check_writable()
-        return write(self, *args, **kwargs)
-
-    return guarded
-
-
-# Every pyiceberg call that writes goes through one of these (Table.append/overwrite end in commit_table).
-for _name in (
-    "create_namespace",
-    "drop_namespace",
-    "update_namespace_properties",
-    "create_table",
-    "create_table_transaction",
-    "register_table",
-    "drop_table",
-    "purge_table",
-    "rename_table",
-    "commit_table",
-):
-    setattr(NessieRefCatalog, _name, _guard(_name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cascade_ci.catalog.nessie import with_last_column_id
+from cascade_ci.catalog.nessie_tables import with_last_column_id
 
 
 def commit(updates: list[dict], requirements: list[dict] | None = None) -> bytes:
