@@ -27,6 +27,11 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/main_job.py
+	$(BIN)/python bench/incremental_validation.py
+	$(BIN)/python bench/zero_copy.py
+	$(BIN)/python bench/pandera_throughput.py
+	$(BIN)/python bench/gc_scale.py
 
 clean:
 	rm -rf $(VENV) .cascade reports

@@ -1,8 +1,15 @@
-"""Shared fixtures: an isolated embedded catalog per test, and a clean environment."""
+"""Shared fixtures: an isolated embedded catalog per test, a clean environment, and the real services.
+
+The services (moto as S3, Nessie, Trino) come from `services/stack.sh start`, run once per session in
+a private run folder, unless CASCADE_STACK_ENV names the stack.env of services already running (as
+.ci/run does, so that one stack serves all). If they cannot start, every test that needs them fails
+with the stack's log; nothing is skipped.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +71,68 @@ def read_rows(catalog: LocalBranchCatalog, ref: str, table: str) -> pa.Table:
 
 def readings(*ids: int) -> pa.Table:
     return pa.table({"id": pa.array(ids, pa.int64()), "sgv": pa.array([100 + i for i in ids], pa.int32())})
+
+
+REPO = Path(__file__).resolve().parents[2]
+STACK = REPO / "services" / "stack.sh"
+STACK_KEYS = (
+    "NESSIE_URI",
+    "NESSIE_WAREHOUSE",
+    "S3_ENDPOINT",
+    "S3_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "TRINO_URI",
+)
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The services' settings (NESSIE_URI, S3_ENDPOINT, keys ...), starting them when needed."""
+    if os.environ.get("CASCADE_STACK_ENV"):
+        yield _read_env(Path(os.environ["CASCADE_STACK_ENV"]))
+        return
+    run = tmp_path_factory.mktemp("services")
+    env = {**os.environ, "CASCADE_SERVICES_RUN": str(run)}
+    try:
+        started = subprocess.run(["bash", str(STACK), "start"], env=env, capture_output=True, text=True, timeout=1200)
+    except subprocess.TimeoutExpired as e:
+        subprocess.run(["bash", str(STACK), "stop"], env=env, capture_output=True, timeout=120)
+        pytest.fail(f"services/stack.sh start hung:\n{e.stdout}\n{e.stderr}", pytrace=False)
+    if started.returncode != 0:
+        pytest.fail(
+            f"services/stack.sh start failed (exit {started.returncode}):\n{started.stdout}\n{started.stderr}",
+            pytrace=False,
+        )
+    try:
+        yield _read_env(run / "stack.env")
+    finally:
+        subprocess.run(["bash", str(STACK), "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def nessie_backend(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point cascade at the real stack, with Nessie emptied to a fresh `main` (the server is shared)."""
+    from cascade_ci.catalog.nessie import NessieBranchCatalog
+
+    for key, value in stack.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CASCADE_CATALOG", "nessie")
+    monkeypatch.setenv("S3_ENDPOINT", stack.get("S3_ENDPOINT", ""))
+    from cascade_ci.settings import load_settings
+
+    with NessieBranchCatalog.from_settings(load_settings()) as nessie:
+        for ref in nessie.list_refs():
+            if ref.name != "main":
+                nessie.delete_ref(ref.name, ref.hash)
+        root = nessie._call("GET", "/config")["noAncestorHash"]
+        nessie.create_ref("reset-scratch", root)
+        start = nessie.commit_meta("reset-scratch", "initialize catalog", {}, root)
+        nessie.assign("main", start.hash, nessie.get_ref("main").hash)  # test set-up only: a clean trunk
+        nessie.delete_ref("reset-scratch", start.hash)
+    return stack

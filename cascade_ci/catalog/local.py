@@ -101,27 +101,45 @@ class LocalBranchCatalog:
         self._lock = threading.RLock()
         self.home.mkdir(parents=True, exist_ok=True)
         self.warehouse.mkdir(exist_ok=True)
-        self._db = sqlite3.connect(self.home / "catalog.db", timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._tx() as db:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            if db.execute("SELECT 1 FROM cascade_refs WHERE name = ?", (default_branch,)).fetchone() is None:
-                root = self._insert_commit(db, None, None, "initialize catalog", {}, Contents())
-                db.execute("INSERT INTO cascade_refs VALUES (?, 'branch', ?)", (default_branch, root))
+        self.path = self.home / "catalog.db"
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        with self._reading():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            if not self._initialized():
+                with self._tx() as db:  # the write lock only when the catalog is new
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        db.execute(statement)
+                    if db.execute("SELECT 1 FROM cascade_refs WHERE name = ?", (default_branch,)).fetchone() is None:
+                        root = self._insert_commit(db, None, None, "initialize catalog", {}, Contents())
+                        db.execute("INSERT INTO cascade_refs VALUES (?, 'branch', ?)", (default_branch, root))
+
+    def _initialized(self) -> bool:
+        try:
+            query = "SELECT 1 FROM cascade_refs WHERE name = ?"
+            return self._db.execute(query, (self.default_branch,)).fetchone() is not None
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return False
+            raise
 
     # -- plumbing -------------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; BEGIN IMMEDIATE takes the write lock up front, so reads inside are current."""
+    def _reading(self) -> Iterator[None]:
+        """Serialise use of the connection; a locked or unreadable database becomes ServiceUnavailableError."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                yield
             except sqlite3.OperationalError as e:
-                raise ServiceUnavailableError(f"embedded catalog is busy: {e}") from e
+                raise ServiceUnavailableError(f"the embedded catalog {self.path} is unavailable: {e}") from e
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front, so reads inside are current."""
+        with self._reading():
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
@@ -229,12 +247,12 @@ class LocalBranchCatalog:
 
     def read_contents(self, ref_or_hash: str) -> Contents:
         """The contents at a ref's head or at a commit."""
-        with self._lock:
+        with self._reading():
             return self._contents(self._db, self._resolve(self._db, ref_or_hash))
 
     def is_writable(self, ref: str) -> bool:
         """True if `ref` names a branch (tags and hashes are read-only)."""
-        with self._lock:
+        with self._reading():
             row = self._db.execute("SELECT kind FROM cascade_refs WHERE name = ?", (ref,)).fetchone()
         return row is not None and row[0] == RefKind.BRANCH
 
@@ -251,11 +269,11 @@ class LocalBranchCatalog:
             return Ref(name, kind, source)
 
     def get_ref(self, name: str) -> Ref:
-        with self._lock:
+        with self._reading():
             return self._head(self._db, name)
 
     def list_refs(self, prefix: str = "") -> list[Ref]:
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT name, kind, hash FROM cascade_refs WHERE substr(name, 1, ?) = ? ORDER BY name",
                 (len(prefix), prefix),
@@ -272,7 +290,7 @@ class LocalBranchCatalog:
         SELECT c.hash, c.parent, c.merge_parent, c.committed_at, c.message, c.properties
         FROM chain JOIN cascade_commits c ON c.hash = chain.h ORDER BY chain.n
         """
-        with self._lock:
+        with self._reading():
             start = self._resolve(self._db, ref)
             rows = self._db.execute(query, {"start": start, "limit": limit if limit else 2**62}).fetchall()
         return [
@@ -287,7 +305,7 @@ class LocalBranchCatalog:
         ]
 
     def is_ancestor(self, ancestor: str, ref: str) -> bool:
-        with self._lock:
+        with self._reading():
             return self._is_ancestor(self._db, ancestor, self._resolve(self._db, ref))
 
     def diff(self, from_ref: str, to_ref: str) -> list[TableChange]:

@@ -5,13 +5,22 @@ are errors. IDs, timestamps and core metrics are errors; categories and flags ar
 dtypes are what the dbt marts produce (ISO day of week: 1 = Monday ... 7 = Sunday).
 """
 
+from datetime import UTC, datetime, timedelta
+
+import pandera.polars as pa
 import polars as pl
-from pandera.polars import DataFrameModel, Field
+from pandera.polars import DataFrameModel, Field, PolarsData
 
 from cascade_ci.pipeline.raw import DIRECTIONS, EVENT_TYPES
 
 WARN = {"severity": "warning"}
 UTC_TIMESTAMP = pl.Datetime(time_unit="us", time_zone="UTC")
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no CGM reading or GitHub event is older
+FUTURE_SLACK = timedelta(days=1)  # clocks drift; a day ahead is a wrong timestamp
+
+
+def _not_in_future(data: PolarsData) -> pl.LazyFrame:
+    return data.lazyframe.select(pl.col(data.key) <= pl.lit(datetime.now(UTC) + FUTURE_SLACK))
 
 
 class _Config:
@@ -22,7 +31,7 @@ class _Config:
 class FactGlucoseReadings(DataFrameModel):
     entry_id: pl.String = Field(unique=True, nullable=False)
     glucose_mg_dl: pl.Int32 = Field(ge=20, le=600, nullable=False)
-    reading_timestamp: UTC_TIMESTAMP = Field(nullable=False)  # type: ignore[valid-type]
+    reading_timestamp: UTC_TIMESTAMP = Field(nullable=False, ge=EARLIEST)  # type: ignore[valid-type]
     reading_date: pl.Date = Field(nullable=False)
     hour_of_day: pl.Int32 = Field(ge=0, le=23, nullable=False)
     day_of_week: pl.Int32 = Field(ge=1, le=7, nullable=False)
@@ -34,6 +43,11 @@ class FactGlucoseReadings(DataFrameModel):
     device: pl.String = Field(nullable=True, metadata=WARN)
 
     Config = _Config
+
+    @pa.check("reading_timestamp", name="not_in_future")
+    @classmethod
+    def reading_not_in_future(cls, data: PolarsData) -> pl.LazyFrame:
+        return _not_in_future(data)
 
 
 class FactDailyGlucoseMetrics(DataFrameModel):
@@ -65,13 +79,18 @@ class FactGitHubUserEvents(DataFrameModel):
     repo_owner: pl.String = Field(nullable=True, metadata=WARN)
     payload_action: pl.String = Field(nullable=True, metadata=WARN)
     commit_count: pl.Int32 = Field(ge=0, nullable=True, metadata=WARN)
-    created_at: UTC_TIMESTAMP = Field(nullable=False)  # type: ignore[valid-type]
+    created_at: UTC_TIMESTAMP = Field(nullable=False, ge=EARLIEST)  # type: ignore[valid-type]
     event_date: pl.Date = Field(nullable=False)
     event_hour: pl.Int32 = Field(ge=0, le=23, nullable=False)
     day_of_week: pl.Int32 = Field(ge=1, le=7, nullable=False)
     is_weekend: pl.Boolean = Field(nullable=True, metadata=WARN)
 
     Config = _Config
+
+    @pa.check("created_at", name="not_in_future")
+    @classmethod
+    def event_not_in_future(cls, data: PolarsData) -> pl.LazyFrame:
+        return _not_in_future(data)
 
 
 class FactGitHubRepoStats(DataFrameModel):

@@ -41,9 +41,9 @@ RunLookup = Callable[[str], "RunStatus | None"]
 PASSED_CONCLUSIONS = frozenset({"success"})
 
 
-def _status(catalog: BranchCatalog, state: Any, main_hash: str, run: RunStatus | None) -> str:
+def _status(state: Any, published: set[str], run: RunStatus | None) -> str:
     """promoted > the stored verdict > the workflow run's conclusion > unvalidated."""
-    if catalog.is_ancestor(state.ref.hash, main_hash):
+    if state.ref.hash in published:
         return "promoted"
     if state.verdict is not None:
         return "failed" if state.verdict.blocked else "passed"
@@ -65,6 +65,9 @@ def collect_garbage(
     whatever its age, and a finished run's conclusion decides retention when no verdict was stored.
     """
     main = catalog.get_ref(settings.main_branch)
+    # Main moves only by fast-forwards and appended commits, so a promoted branch's head is on main's
+    # first-parent history: read it once, not once per branch.
+    published = {commit.hash for commit in catalog.log(main.hash)}
     decisions = []
     for ref in catalog.list_refs(settings.branch_prefix):
         if ref.kind is not RefKind.BRANCH or ref.name == settings.main_branch:
@@ -83,7 +86,7 @@ def collect_garbage(
                 GcDecision(ref.name, ref.hash, "running", age, None, "kept", "its workflow run is in progress")
             )
             continue
-        status = _status(catalog, state, main.hash, run)
+        status = _status(state, published, run)
         keep_days = (
             settings.branch_retention_days
             if status in ("promoted", "passed")

@@ -28,6 +28,7 @@ CREATED_BY = "cascade.created-by"
 BRANCH = "cascade.branch"
 DBT_TESTS = "cascade.dbt-tests"
 CREATOR = "cascade-ci"
+FIRST_PAGE = 64
 HISTORY_LIMIT = 1000  # commits a pipeline branch may carry before its creation marker is looked for no further
 
 
@@ -95,10 +96,19 @@ class BranchState:
         )
 
 
+def _marks(commit: Commit, branch: str) -> bool:
+    """The creation marker of `branch` (markers name their branch: others reach a history through main)."""
+    return commit.properties.get(KIND) == MetaKind.BRANCH and commit.properties.get(BRANCH) == branch
+
+
 def read_branch(catalog: BranchCatalog, name: str) -> BranchState:
     """Walk a branch's history back to its creation marker, noting the newest commit of each kind."""
     ref = catalog.get_ref(name)
-    history = catalog.log(ref.hash, limit=HISTORY_LIMIT)
+    # Most branches find their marker within a few commits: read a short page first, the long one if needed.
+    for limit in (FIRST_PAGE, HISTORY_LIMIT):
+        history = catalog.log(ref.hash, limit=limit)
+        if len(history) < limit or any(_marks(commit, name) for commit in history):
+            break
     latest: dict[str, Commit] = {}
     current: set[str] = set()
     created = None
@@ -108,8 +118,7 @@ def read_branch(catalog: BranchCatalog, name: str) -> BranchState:
         kind = commit.properties.get(KIND)
         if attempt is None and ATTEMPT in commit.properties:
             attempt = int(commit.properties[ATTEMPT])
-        if kind == MetaKind.BRANCH and commit.properties.get(BRANCH) == name:
-            # The marker names its branch: markers of other runs reach this history through main.
+        if _marks(commit, name):
             created = commit
             break
         if kind is not None and kind not in latest:

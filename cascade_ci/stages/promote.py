@@ -20,7 +20,7 @@ from cascade_ci.naming import TAG_PREFIX, branch_name, promotion_tag
 from cascade_ci.stages.meta import KIND, RUN_ID, MetaKind, read_branch
 
 if TYPE_CHECKING:
-    from cascade_ci.catalog.base import BranchCatalog
+    from cascade_ci.catalog.base import BranchCatalog, Commit
     from cascade_ci.settings import Settings
 
 PROMOTION = "cascade.promotion"
@@ -40,6 +40,13 @@ class PromotionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _records_promotion_onto(commit: Commit, main_hash: str) -> bool:
+    """True if `commit` is a promotion record written for main's current head."""
+    if commit.properties.get(KIND) != MetaKind.PROMOTION:
+        return False
+    return json.loads(commit.properties.get(PROMOTION, "{}")).get("main_before") == main_hash
 
 
 def _tag_for(catalog: BranchCatalog, commit_hash: str) -> str | None:
@@ -100,14 +107,17 @@ def promote(
     if dry_run:
         return PromotionResult("would-promote", name, main.hash, head, None, f"{name} can be promoted to {main_name}")
 
-    record = {"run_id": run_id, "validated_hash": state.verdict.validated_hash, "main_before": main.hash}
-    record.update(provenance or {})
-    promoted = catalog.commit_meta(
-        name,
-        f"promote run {run_id} to {main_name}",
-        {KIND: MetaKind.PROMOTION, RUN_ID: run_id, PROMOTION: json.dumps(record, sort_keys=True)},
-        expected_hash=head,
-    )
+    if _records_promotion_onto(state.head, main.hash):
+        promoted = state.ref  # an earlier attempt wrote this record and stopped before the fast-forward
+    else:
+        record = {"run_id": run_id, "validated_hash": state.verdict.validated_hash, "main_before": main.hash}
+        record.update(provenance or {})
+        promoted = catalog.commit_meta(
+            name,
+            f"promote run {run_id} to {main_name}",
+            {KIND: MetaKind.PROMOTION, RUN_ID: run_id, PROMOTION: json.dumps(record, sort_keys=True)},
+            expected_hash=head,
+        )
     try:
         catalog.fast_forward(main_name, promoted.hash, expected_target_hash=main.hash)
     except ConflictError as e:

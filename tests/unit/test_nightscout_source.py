@@ -178,11 +178,11 @@ def test_load_export_rejects_other_shapes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("_id", None, "Nightscout entry #3 (_id=?): missing _id"),
-        ("sgv", "high", "Nightscout entry #3 (_id=65a1f0c2e4b0a1b2c3d4e601): sgv is not an integer: 'high'"),
-        ("sgv", 141.5, "#3 (_id=65a1f0c2e4b0a1b2c3d4e601): sgv is not an integer: 141.5"),
-        ("date", None, "#3 (_id=65a1f0c2e4b0a1b2c3d4e601): missing date"),
-        ("date", "yesterday", "#3 (_id=65a1f0c2e4b0a1b2c3d4e601): date is not a number: 'yesterday'"),
+        ("_id", None, "Nightscout entry #3 (no _id): missing _id"),
+        ("sgv", "high", "Nightscout entry #3 (_id='65a1f0c2e4b0a1b2c3d4e601'): sgv is not an integer: 'high'"),
+        ("sgv", 141.5, "#3 (_id='65a1f0c2e4b0a1b2c3d4e601'): sgv is not an integer: 141.5"),
+        ("date", None, "#3 (_id='65a1f0c2e4b0a1b2c3d4e601'): missing date"),
+        ("date", "yesterday", "#3 (_id='65a1f0c2e4b0a1b2c3d4e601'): date is not a number: 'yesterday'"),
     ],
 )
 def test_malformed_record_names_it(field: str, value: object, message: str) -> None:
@@ -202,7 +202,7 @@ def test_malformed_record_on_a_later_page_fails_the_whole_fetch() -> None:
     entries[2]["sgv"] = "LOW"  # the oldest page
     with FakeServer() as server:
         server.route("GET", ENDPOINT, nightscout_api(entries))
-        with pytest.raises(SourceError, match=r"#22 \(_id=0+2\): sgv is not an integer: 'LOW'"):
+        with pytest.raises(SourceError, match=r"#22 \(_id='0+2'\): sgv is not an integer: 'LOW'"):
             nightscout.fetch_entries(server.url, None, T0, T0 + timedelta(days=1), page_size=10)
     assert len(server.requests) == 3
 

@@ -136,14 +136,24 @@ def entries_to_batch(entries: list[dict[str, Any]], source: str) -> RawBatch:
 
 def _label(entry: Any, index: int) -> str:
     entry_id = entry.get("_id") if isinstance(entry, dict) else None
-    return f"Nightscout entry #{index} (_id={_plain_id(entry_id) or '?'})"
+    plain = _plain_id(entry_id)
+    return f"Nightscout entry #{index} (_id={plain!r})" if plain else f"Nightscout entry #{index} (no _id)"
 
 
 def _plain_id(value: Any) -> str | None:
     """`_id` as a string; mongoexport writes ObjectIds as `{"$oid": "..."}`."""
     if isinstance(value, dict):
         value = value.get("$oid")
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and value and _encodable(value) else None
+
+
+def _encodable(text: str) -> bool:
+    """False for text UTF-8 cannot carry (lone surrogates, which JSON allows)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_record(entry: Any, index: int) -> None:
@@ -188,6 +198,8 @@ def _text(entry: dict[str, Any], key: str, index: int) -> str | None:
     value = entry.get(key)
     if value is not None and not isinstance(value, str):
         raise SourceError(f"{_label(entry, index)}: {key} is not a string: {value!r}")
+    if value is not None and not _encodable(value):
+        raise SourceError(f"{_label(entry, index)}: {key} is not valid Unicode text: {value!r}")
     return value
 
 

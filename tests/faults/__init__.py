@@ -1,0 +1,1 @@
+"""Fault tests: concurrency, kill -9, bad payloads, unavailable services (issue 7)."""

@@ -1,0 +1,155 @@
+"""20 concurrent pipeline runs on one embedded catalog, each in its own processes, all trying to promote.
+
+Every run: `cascade branch` -> a writer process appends the run's rows on its branch ->
+`cascade validate --gates schema` -> `cascade promote`. All 20 threads start together; runs of
+wave k (5 per wave) hold back until k promotions have landed, so later waves fork from a main that
+moved and several promotions can land while others race and are refused. Promotion is a compare-and-swap on main: each
+promotion must land whole or be refused cleanly, and main must end up holding exactly the rows of
+the runs that landed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from cascade_ci.catalog import open_catalog
+from cascade_ci.catalog.base import RefKind
+from cascade_ci.naming import TAG_PREFIX
+from tests.faults.support import Done, assert_catalog_sound, cascade, run_python
+from tests.faults.write_rows import SCHEMA
+
+RUNS = 20
+ROWS_PER_RUN = 25
+TABLE = "faults.readings"
+WAVE = 5  # runs that start together; a wave starts when the previous one's first promotion landed
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    first_id: int
+    steps: dict[str, Done] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> set[int]:
+        return set(range(self.first_id, self.first_id + ROWS_PER_RUN))
+
+
+@pytest.fixture(autouse=True)
+def schema_gate_only(monkeypatch):
+    monkeypatch.setenv("CASCADE_GATES", "schema")  # no dbt: 20 dbt runs would not fit the time budget
+
+
+class Landings:
+    """Counts promotions that landed, so a wave of runs can start right after the previous wave's first landing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = threading.Condition()
+
+    def landed(self) -> None:
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self.count >= count, timeout=timeout)
+
+
+def one_run(index: int, landings: Landings, reports: Path) -> RunOutcome:
+    run = RunOutcome(f"c{index:02d}", first_id=1000 * (index + 1))
+    branch = f"pipeline/run-{run.run_id}"
+    # Wave k starts as soon as k promotions have landed, so it forks from a main that moved; the runs of a
+    # wave start together and overlap the previous wave's late promotions.
+    landings.wait_for(index // WAVE, timeout=90)
+    run.steps["branch"] = cascade("branch", "--run-id", run.run_id, "--json")
+    if run.steps["branch"].returncode != 0:
+        return run
+    run.steps["write"] = run_python(
+        "-m", "tests.faults.write_rows", branch, TABLE, str(run.first_id), str(ROWS_PER_RUN)
+    )
+    if run.steps["write"].returncode != 0:
+        return run
+    run.steps["validate"] = cascade(
+        "validate", "--run-id", run.run_id, "--gates", "schema", "--json", "--reports-dir", str(reports / run.run_id)
+    )
+    if run.steps["validate"].returncode != 0:
+        return run
+    run.steps["promote"] = cascade("promote", "--run-id", run.run_id, "--json")
+    if run.steps["promote"].returncode == 0:
+        landings.landed()
+    return run
+
+
+def ids_at(catalog, ref: str) -> list[int]:
+    return catalog.tables(ref).load_table(TABLE).scan(selected_fields=("id",)).to_arrow()["id"].to_pylist()
+
+
+def test_twenty_concurrent_runs_promote_whole_or_not_at_all(settings, tmp_path):
+    catalog = open_catalog(settings)
+    main_tables = catalog.tables("main")
+    main_tables.create_namespace("faults")
+    main_tables.create_table(TABLE, SCHEMA).append(pa.table({"id": [0], "run": ["seed"]}, schema=SCHEMA))
+    seed_head = catalog.get_ref("main").hash
+
+    landings = Landings()
+    with ThreadPoolExecutor(max_workers=RUNS) as pool:
+        runs = list(pool.map(lambda i: one_run(i, landings, tmp_path / "reports"), range(RUNS)))
+
+    landed, refused = [], []
+    for run in runs:
+        for step in ("branch", "write", "validate"):
+            assert run.steps[step].returncode == 0, str(run.steps[step])
+        promotion = run.steps["promote"]
+        assert promotion.returncode in (0, 1), str(promotion)  # never 2: no crash, no infrastructure error
+        payload = promotion.json()
+        if promotion.returncode == 0:
+            assert payload["action"] == "promoted", str(promotion)
+            assert payload["tag"].startswith(TAG_PREFIX)
+            landed.append((run, payload))
+        else:
+            assert payload["type"] == "RefusedError", str(promotion)
+            assert "main" in payload["message"] and run.run_id in payload["message"], payload
+            refused.append((run, payload))
+    assert landed, "no promotion landed: the first one to reach main must"
+    print(f"{len(landed)} of {RUNS} promotions landed, {len(refused)} refused")
+    assert len(landed) + len(refused) == RUNS
+
+    catalog = open_catalog(settings)
+    main = catalog.get_ref("main")
+    assert catalog.is_ancestor(seed_head, main.hash)
+    tags = {ref.name: ref for ref in catalog.list_refs(TAG_PREFIX)}
+    assert len(tags) == len(landed), (sorted(tags), [r.run_id for r, _ in landed])
+    for run, payload in landed:
+        # The landed commits are in main's history, and the tag marks exactly what landed.
+        assert catalog.is_ancestor(payload["main_after"], main.hash), run.run_id
+        assert catalog.is_ancestor(catalog.get_ref(f"pipeline/run-{run.run_id}").hash, main.hash)
+        tag = tags[payload["tag"]]
+        assert tag.kind is RefKind.TAG and tag.hash == payload["main_after"]
+        # Right after it landed, main held every row of the run (and what main had before).
+        at_tag = ids_at(catalog, tag.name)
+        assert run.ids <= set(at_tag), run.run_id
+        assert len(at_tag) == len(set(at_tag)), f"duplicate rows at {tag.name}"
+        assert set(ids_at(catalog, payload["main_before"])) < set(at_tag)
+    for run, _ in refused:
+        assert not catalog.is_ancestor(catalog.get_ref(f"pipeline/run-{run.run_id}").hash, main.hash), run.run_id
+
+    # main holds exactly the seed row plus the rows of the runs that landed: nothing partial, nothing refused.
+    expected = {0}.union(*(run.ids for run, _ in landed))
+    on_main = ids_at(catalog, "main")
+    assert sorted(on_main) == sorted(expected)
+    # The landed promotions form one line of history: each tag is an ancestor of the next.
+    ordered = sorted((tags[p["tag"]].hash for _, p in landed), key=lambda h: len(catalog.log(h)))
+    for older, newer in itertools.pairwise(ordered):
+        assert catalog.is_ancestor(older, newer)
+    assert ordered[-1] == main.hash
+    catalog.close()
+    assert_catalog_sound(settings.home)
