@@ -69,6 +69,7 @@ class Capabilities:
     native_fast_forward: bool
     cross_process_safe: bool
     commit_times: bool = True
+    concurrent_calls: bool = False  # several calls in flight at once go faster (a remote server)
 
 
 @runtime_checkable

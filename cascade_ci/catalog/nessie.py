@@ -68,7 +68,7 @@ def _parse_time(text: str) -> datetime:
 class NessieBranchCatalog:
     """BranchCatalog on Nessie; `tables(ref)` is a pyiceberg REST catalog of Nessie's Iceberg endpoint."""
 
-    capabilities = Capabilities(native_fast_forward=False, cross_process_safe=True)
+    capabilities = Capabilities(native_fast_forward=False, cross_process_safe=True, concurrent_calls=True)
 
     def __init__(
         self,

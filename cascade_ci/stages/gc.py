@@ -9,6 +9,7 @@ on the head that was judged: a branch written to meanwhile is kept.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from cascade_ci.errors import ConflictError, NotFoundError
 from cascade_ci.stages.meta import RUN_ID, read_branch
 
 if TYPE_CHECKING:
-    from cascade_ci.catalog.base import BranchCatalog
+    from cascade_ci.catalog.base import BranchCatalog, Ref
     from cascade_ci.github_api import RunStatus
     from cascade_ci.settings import Settings
 
@@ -37,6 +38,7 @@ class GcDecision:
         return asdict(self)
 
 
+GC_WORKERS = 8
 RunLookup = Callable[[str], "RunStatus | None"]
 PASSED_CONCLUSIONS = frozenset({"success"})
 
@@ -68,24 +70,16 @@ def collect_garbage(
     # Main moves only by fast-forwards and appended commits, so a promoted branch's head is on main's
     # first-parent history: read it once, not once per branch.
     published = {commit.hash for commit in catalog.log(main.hash)}
-    decisions = []
-    for ref in catalog.list_refs(settings.branch_prefix):
-        if ref.kind is not RefKind.BRANCH or ref.name == settings.main_branch:
-            continue
+
+    def decide(ref: Ref) -> GcDecision:
         state = read_branch(catalog, ref.name)
         age = (now - state.last_activity).total_seconds() / 86400
         if not state.ours:
-            decisions.append(
-                GcDecision(ref.name, ref.hash, "foreign", age, None, "skipped", "not created by cascade-ci")
-            )
-            continue
+            return GcDecision(ref.name, ref.hash, "foreign", age, None, "skipped", "not created by cascade-ci")
         run_id = state.created.properties.get(RUN_ID) if state.created else None
         run = runs(run_id) if runs and run_id else None
         if run is not None and run.in_progress:
-            decisions.append(
-                GcDecision(ref.name, ref.hash, "running", age, None, "kept", "its workflow run is in progress")
-            )
-            continue
+            return GcDecision(ref.name, ref.hash, "running", age, None, "kept", "its workflow run is in progress")
         status = _status(state, published, run)
         keep_days = (
             settings.branch_retention_days
@@ -93,14 +87,21 @@ def collect_garbage(
             else settings.branch_retention_days_failed
         )
         if age <= keep_days:
-            decisions.append(GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", "within retention"))
-            continue
+            return GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", "within retention")
         if dry_run:
-            decisions.append(GcDecision(ref.name, ref.hash, status, age, keep_days, "would-delete", "expired"))
-            continue
+            return GcDecision(ref.name, ref.hash, status, age, keep_days, "would-delete", "expired")
         try:
             catalog.delete_ref(ref.name, expected_hash=ref.hash)
-            decisions.append(GcDecision(ref.name, ref.hash, status, age, keep_days, "deleted", "expired"))
         except (ConflictError, NotFoundError) as e:
-            decisions.append(GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", f"changed meanwhile: {e}"))
-    return decisions
+            return GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", f"changed meanwhile: {e}")
+        return GcDecision(ref.name, ref.hash, status, age, keep_days, "deleted", "expired")
+
+    candidates = [
+        ref
+        for ref in catalog.list_refs(settings.branch_prefix)
+        if ref.kind is RefKind.BRANCH and ref.name != settings.main_branch
+    ]
+    # Each branch is judged on its own: a remote catalog answers several at once.
+    workers = GC_WORKERS if catalog.capabilities.concurrent_calls else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(decide, candidates))
