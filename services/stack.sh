@@ -11,6 +11,7 @@
 #   CASCADE_SERVICES_CACHE    download cache (default ~/.cache/cascade-ci/services)
 #   CASCADE_SERVICES_RUN      run folder: configs, logs, pid files, stack.env (default services/.run)
 #   CASCADE_SERVICES_TIMEOUT  seconds each service may take to become healthy (default 180)
+#   CASCADE_NESSIE_HEAP       Nessie's maximum heap; its in-memory store lives there (default 768m)
 #   PYTHON                    interpreter for moto's venv (default python3)
 set -euo pipefail
 
@@ -20,6 +21,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${CASCADE_SERVICES_CACHE:-$HOME/.cache/cascade-ci/services}"
 RUN="${CASCADE_SERVICES_RUN:-$HERE/.run}"
 TIMEOUT="${CASCADE_SERVICES_TIMEOUT:-180}"
+NESSIE_HEAP="${CASCADE_NESSIE_HEAP:-768m}"
 PYTHON="${PYTHON:-python3}"
 MVN_DEP="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 # Test-only credentials for the throwaway moto server; Nessie reads them through a secret reference.
@@ -195,7 +197,7 @@ nessie.catalog.service.s3.default-options.access-key=urn:nessie-secret:quarkus:c
 cascade-s3.name=$S3_ACCESS_KEY
 cascade-s3.secret=$S3_SECRET_KEY
 EOF
-  launch nessie "$dir" "$NESSIE_JAVA_HOME/bin/java" -Xms128m -Xmx768m -XX:+UseSerialGC -jar "$NESSIE_JAR"
+  launch nessie "$dir" "$NESSIE_JAVA_HOME/bin/java" -Xms128m "-Xmx$NESSIE_HEAP" -XX:+UseSerialGC -jar "$NESSIE_JAR"
 }
 
 start_trino() {

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cascade_ci.catalog.base import RefKind
-from cascade_ci.errors import ConflictError, NotFoundError
+from cascade_ci.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from cascade_ci.stages.meta import RUN_ID, read_branch
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ def collect_garbage(
             catalog.delete_ref(ref.name, expected_hash=ref.hash)
         except (ConflictError, NotFoundError) as e:
             return GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", f"changed meanwhile: {e}")
+        except ServiceUnavailableError as e:  # one busy answer keeps one branch until the next run
+            return GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", f"catalog unavailable: {e}")
         return GcDecision(ref.name, ref.hash, status, age, keep_days, "deleted", "expired")
 
     candidates = [
