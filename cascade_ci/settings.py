@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     # Production catalog (Nessie); used when CASCADE_CATALOG=nessie.
     nessie_uri: str = "http://localhost:19120"
     nessie_warehouse: str = "warehouse"
+    nessie_timeout: float = Field(30, gt=0, validation_alias="NESSIE_TIMEOUT")
     s3_endpoint: str | None = None
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = Field(None, validation_alias="AWS_ACCESS_KEY_ID")

@@ -73,7 +73,7 @@ def readings(*ids: int) -> pa.Table:
     return pa.table({"id": pa.array(ids, pa.int64()), "sgv": pa.array([100 + i for i in ids], pa.int32())})
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STACK = REPO / "services" / "stack.sh"
 STACK_KEYS = (
     "NESSIE_URI",
@@ -118,7 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def nessie_backend(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Point cascade at the real stack, with Nessie emptied to a fresh `main` (the server is shared)."""
-    from cascade_ci.catalog.nessie import NessieBranchCatalog
+    from cascade_ci.catalog.nessie import NessieBranchCatalog, _ref_path
 
     for key, value in stack.items():
         monkeypatch.setenv(key, value)
@@ -127,9 +127,9 @@ def nessie_backend(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> di
     from cascade_ci.settings import load_settings
 
     with NessieBranchCatalog.from_settings(load_settings()) as nessie:
-        for ref in nessie.list_refs():
-            if ref.name != "main":
-                nessie.delete_ref(ref.name, ref.hash)
+        for data in nessie._pages("/trees", "references"):  # every ref, scratch branches included
+            if data["name"] != "main":
+                nessie._call("DELETE", f"/trees/{_ref_path(data['name'], data['hash'])}")
         root = nessie._call("GET", "/config")["noAncestorHash"]
         nessie.create_ref("reset-scratch", root)
         start = nessie.commit_meta("reset-scratch", "initialize catalog", {}, root)

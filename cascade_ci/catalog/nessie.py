@@ -99,7 +99,7 @@ class NessieBranchCatalog:
         if settings.s3_access_key_id and settings.s3_secret_access_key:
             s3["s3.access-key-id"] = settings.s3_access_key_id.get_secret_value()
             s3["s3.secret-access-key"] = settings.s3_secret_access_key.get_secret_value()
-        return cls(settings.nessie_uri, settings.nessie_warehouse, settings.main_branch, s3)
+        return cls(settings.nessie_uri, settings.nessie_warehouse, settings.main_branch, s3, settings.nessie_timeout)
 
     # -- HTTP -----------------------------------------------------------------------------------
 

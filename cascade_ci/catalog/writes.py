@@ -6,6 +6,8 @@ import functools
 import warnings
 from typing import TYPE_CHECKING
 
+from cascade_ci.errors import ServiceUnavailableError
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
@@ -23,12 +25,20 @@ def _ensure_table(tables: Catalog, name: str, schema: pa.Schema) -> Table:
 
 
 def _overwrite(table: Table, rows: pa.Table, overwrite_filter: BooleanExpression | None = None) -> None:
-    """One Iceberg commit: delete what the filter matches (all rows by default), append `rows`."""
+    """One Iceberg commit: delete what the filter matches (all rows by default), append `rows`.
+
+    A storage fault (S3 refusing or not answering) becomes ServiceUnavailableError naming the storage.
+    """
     from pyiceberg.expressions import AlwaysTrue
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-        table.overwrite(rows, overwrite_filter=overwrite_filter or AlwaysTrue())
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Delete operation did not match any records")
+            table.overwrite(rows, overwrite_filter=overwrite_filter or AlwaysTrue())
+    except OSError as e:
+        location = table.location()
+        storage = "S3" if location.startswith(("s3://", "s3a://")) else "the warehouse"
+        raise ServiceUnavailableError(f"{storage} did not take the write to {location}: {e}") from e
 
 
 def key_filter(rows: pa.Table, keys: tuple[str, ...]) -> BooleanExpression:

@@ -77,13 +77,15 @@ class TrinoEngine:
         )
 
     def execute(self, sql: str) -> list[Any]:
-        """Run one statement; connection faults become ServiceUnavailableError naming Trino."""
+        """Run one statement; connection faults and 5xx become ServiceUnavailableError naming Trino."""
+        from trino.exceptions import HttpError, OperationalError
+
         try:
             with self._connect() as connection:
                 cursor = connection.cursor()
                 cursor.execute(sql)
                 return cursor.fetchall()
-        except (OSError, ConnectionError) as e:
+        except (OSError, OperationalError, HttpError) as e:
             raise ServiceUnavailableError(f"Trino at {self.settings.trino_uri} did not answer: {e}") from e
 
     def catalog_properties(self, branch: str) -> dict[str, str]:

@@ -1,0 +1,42 @@
+"""Helpers for the Nessie fault tests: every ref as Nessie lists it (scratch branches too), rows at a ref, kills."""
+
+from __future__ import annotations
+
+from cascade_ci.catalog.nessie import SCRATCH_PREFIX, NessieBranchCatalog
+from cascade_ci.settings import load_settings
+from tests.faults.support import Done, child_env, run_python
+
+
+def open_nessie() -> NessieBranchCatalog:
+    """The catalog the `cascade` CLI opens with the test's environment (set by the `nessie_backend` fixture)."""
+    return NessieBranchCatalog.from_settings(load_settings())
+
+
+def all_refs(catalog: NessieBranchCatalog) -> dict[str, str]:
+    """Every ref on the server, name -> hash, including the `cascade-scratch/` branches `list_refs` hides."""
+    return {ref["name"]: ref["hash"] for ref in catalog._pages("/trees", "references")}
+
+
+def scratch_branches(catalog: NessieBranchCatalog) -> dict[str, str]:
+    return {name: head for name, head in all_refs(catalog).items() if name.startswith(SCRATCH_PREFIX)}
+
+
+def drop_scratch_branches(catalog: NessieBranchCatalog) -> None:
+    """Delete scratch branches earlier tests left on the shared server (the `nessie_backend` reset keeps them)."""
+    for name, head in scratch_branches(catalog).items():
+        catalog._call("DELETE", f"/trees/{name}@{head}")
+
+
+def ids_at(catalog: NessieBranchCatalog, ref: str, table: str) -> list[int]:
+    """The `id` column of `table` at `ref` (a ref name or hash), sorted; [] when the table does not exist there."""
+    tables = catalog.tables(ref)
+    if not tables.table_exists(table):
+        return []
+    return sorted(tables.load_table(table).scan(selected_fields=("id",)).to_arrow()["id"].to_pylist())
+
+
+def cascade_killed_at(kill_at: str, *args: str, env: dict[str, str] | None = None) -> Done:
+    """`cascade <args>` in a process that SIGKILLs itself at `kill_at` (see tests/faults/nessie_killpoint.py)."""
+    return run_python(
+        "-m", "tests.faults.nessie_killpoint", *args, env=child_env(CASCADE_FAULT_KILL=kill_at, **(env or {}))
+    )
