@@ -10,7 +10,7 @@ number of snapshots, manifests and data files: only the bytes differ). On each, 
 table into a staging schema": read the whole table from main and write it into another table
 (`staging.<name>`), timed at both sizes.
 
-Usage: python bench/zero_copy.py [--small] [--repeat 31] [--copy-repeat 2]
+Usage: python bench/zero_copy.py [--small] [--repeat 31] [--copy-repeat 2] [--nessie]
   --small: ~1 MB vs ~50 MB (a smoke test; the ratio means little at that size).
 Prints one JSON line per size and a summary line with the ratios.
 """
@@ -28,13 +28,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cascade_ci.catalog.base import BranchCatalog
 from cascade_ci.catalog.local import LocalBranchCatalog
 
 TABLE = "bench.wide"
+NESSIE = False  # --nessie: the same on a real Nessie + S3 (moto), CASCADE_STACK_ENV naming the stack
 COLUMNS = 16  # float64 columns: 128 bytes per row
 APPENDS = 10  # same number of appends (snapshots, data files) at every size
 
@@ -45,15 +48,29 @@ def wide_rows(rows: int, seed: int) -> pa.Table:
     return pa.table(data)
 
 
-def data_bytes(catalog: LocalBranchCatalog, ref: str, table: str) -> int:
+def open_store(home: Path, trunk: str) -> BranchCatalog:
+    """The embedded catalog in `home`, or (--nessie) a fresh trunk branch on the Nessie of CASCADE_STACK_ENV."""
+    if not NESSIE:
+        return LocalBranchCatalog(home)
+    from cascade_ci.catalog.nessie import NessieBranchCatalog
+    from cascade_ci.settings import load_settings
+
+    store = NessieBranchCatalog.from_settings(load_settings(main_branch=trunk))
+    root = store._call("GET", "/config")["noAncestorHash"]
+    store.create_ref(trunk, root)
+    store.commit_meta(trunk, "initialize catalog", {}, root)
+    return store
+
+
+def data_bytes(catalog: BranchCatalog, ref: str, table: str) -> int:
     scan = catalog.tables(ref).load_table(table).scan()
     return sum(task.file.file_size_in_bytes for task in scan.plan_files())
 
 
-def build(home: Path, target_bytes: int) -> tuple[LocalBranchCatalog, float, int]:
-    """A catalog whose main holds TABLE with about `target_bytes` of Parquet; returns (catalog, seconds, bytes)."""
-    catalog = LocalBranchCatalog(home)
-    tables = catalog.tables("main")
+def build(home: Path, target_bytes: int, trunk: str) -> tuple[BranchCatalog, float, int]:
+    """A catalog whose trunk holds TABLE with about `target_bytes` of Parquet; returns (catalog, seconds, bytes)."""
+    catalog = open_store(home, trunk)
+    tables = catalog.tables(trunk)
     tables.create_namespace("bench")
     tables.create_namespace("staging")
     rows_per_append = max(1, target_bytes // (COLUMNS * 8 + 8) // APPENDS)
@@ -62,26 +79,26 @@ def build(home: Path, target_bytes: int) -> tuple[LocalBranchCatalog, float, int
     for i in range(APPENDS):
         table.append(wide_rows(rows_per_append, i))
         table = tables.load_table(TABLE)
-    return catalog, time.perf_counter() - started, data_bytes(catalog, "main", TABLE)
+    return catalog, time.perf_counter() - started, data_bytes(catalog, trunk, TABLE)
 
 
-def branch_write_promote(catalog: LocalBranchCatalog, name: str, tiny: pa.Table) -> dict[str, float]:
-    """The zero-copy path: branch from main, one small append, fast-forward main."""
+def branch_write_promote(catalog: BranchCatalog, trunk: str, name: str, tiny: pa.Table) -> dict[str, float]:
+    """The zero-copy path: branch from the trunk (main), one small append, fast-forward the trunk."""
     t0 = time.perf_counter()
-    main = catalog.get_ref("main")
+    main = catalog.get_ref(trunk)
     catalog.create_ref(name, main.hash)
     t1 = time.perf_counter()
     catalog.tables(name).load_table(TABLE).append(tiny)
     t2 = time.perf_counter()
     head = catalog.get_ref(name)
-    catalog.fast_forward("main", head.hash, expected_target_hash=main.hash)
+    catalog.fast_forward(trunk, head.hash, expected_target_hash=main.hash)
     t3 = time.perf_counter()
     return {"branch_s": t1 - t0, "write_s": t2 - t1, "promote_s": t3 - t2, "total_s": t3 - t0}
 
 
-def copy_to_staging(catalog: LocalBranchCatalog, name: str) -> float:
+def copy_to_staging(catalog: BranchCatalog, trunk: str, name: str) -> float:
     """The baseline: materialise main's table into a staging table (read everything, write everything)."""
-    tables = catalog.tables("main")
+    tables = catalog.tables(trunk)
     started = time.perf_counter()
     rows = tables.load_table(TABLE).scan().to_arrow()
     tables.create_table(f"staging.{name}", rows.schema).append(rows)
@@ -110,18 +127,19 @@ def measure(sizes: tuple[tuple[str, int], ...], repeat: int, copy_repeat: int) -
     """Build every size first, then interleave the samples (A B A B ...) so drift hits both alike."""
     homes = [Path(tempfile.mkdtemp(prefix=f"zero-copy-{label}-")) for label, _ in sizes]
     try:
-        built = [build(home, target) for home, (_, target) in zip(homes, sizes, strict=True)]
+        trunks = [f"zc{os.getpid()}{label.lower()}/main" if NESSIE else "main" for label, _ in sizes]
+        built = [build(home, target, trunk) for home, (_, target), trunk in zip(homes, sizes, trunks, strict=True)]
         tiny = wide_rows(10, 10_000_000)
-        for catalog, _, _ in built:
-            branch_write_promote(catalog, "bench/warm-up", tiny)  # first-call imports and caches
+        for (catalog, _, _), trunk in zip(built, trunks, strict=True):
+            branch_write_promote(catalog, trunk, f"{trunk}-warm-up", tiny)  # first-call imports and caches
         samples: list[list[dict[str, float]]] = [[] for _ in sizes]
         for i in range(repeat):
             for k, (catalog, _, _) in enumerate(built):
-                samples[k].append(branch_write_promote(catalog, f"bench/b{i}", tiny))
+                samples[k].append(branch_write_promote(catalog, trunks[k], f"{trunks[k]}-b{i}", tiny))
         copies: list[list[float]] = [[] for _ in sizes]
         for i in range(copy_repeat):
             for k, (catalog, _, _) in enumerate(built):
-                copies[k].append(copy_to_staging(catalog, f"copy{i}"))
+                copies[k].append(copy_to_staging(catalog, trunks[k], f"copy{i}"))
         for catalog, _, _ in built:
             catalog.close()
     finally:
@@ -138,7 +156,14 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="~1 MB vs ~50 MB, a quick smoke run")
     parser.add_argument("--repeat", type=int, default=31)
     parser.add_argument("--copy-repeat", type=int, default=2)
+    parser.add_argument("--nessie", action="store_true", help="on Nessie + S3 (CASCADE_STACK_ENV names the stack)")
     args = parser.parse_args()
+    if args.nessie:
+        global NESSIE
+        NESSIE = True
+        from nessie_latency import load_stack_env
+
+        load_stack_env()
     sizes = (("1MB", 1_000_000), ("50MB", 50_000_000)) if args.small else (("10MB", 10_000_000), ("1GB", 1_000_000_000))
     results = measure(sizes, args.repeat, args.copy_repeat)
     for result in results:
