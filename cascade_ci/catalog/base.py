@@ -132,6 +132,10 @@ class BranchCatalog(Protocol):
         """Delete a ref if its head is still `expected_hash`. The default branch cannot be deleted."""
         ...
 
+    def sweep_leftovers(self, now: datetime) -> list[Ref]:
+        """Delete what interrupted commands of this backend left behind (e.g. staging refs); return them."""
+        ...
+
     def tables(self, ref: str) -> Catalog:
         """A pyiceberg Catalog of `ref`: writes on a branch become commits; tags and hashes are read-only."""
         ...

@@ -375,6 +375,10 @@ class LocalBranchCatalog:
                 current = self._head(db, name)
                 raise ConflictError(f"ref {name!r} moved: head is {current.hash}, expected {expected_hash}")
 
+    def sweep_leftovers(self, now: datetime) -> list[Ref]:
+        """Nothing to sweep: every write here is one transaction, which a killed process rolls back."""
+        return []
+
     def tables(self, ref: str) -> LocalRefCatalog:
         from cascade_ci.catalog.local_tables import LocalRefCatalog
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from cascade_ci.settings import Settings
 
 SCRATCH_PREFIX = "cascade-scratch/"
+_SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-[0-9a-f]{32}")
+SCRATCH_MAX_AGE = timedelta(hours=1)  # a command stages one commit at a time: far longer than any staging
 # A key no table or namespace uses: an UNCHANGED operation on it lets a commit change nothing
 # (Nessie refuses commits with an empty operation list).
 META_KEY = {"elements": ["cascade-meta"]}
@@ -215,7 +217,7 @@ class NessieBranchCatalog:
     @contextmanager
     def _scratch(self, at_hash: str) -> Iterator[str]:
         """A private branch at `at_hash` for staging one commit or merge; dropped afterwards."""
-        name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex}"
+        name = f"{SCRATCH_PREFIX}{int(time.time())}-{uuid.uuid4().hex}"
         self._call("POST", "/trees", {"type": "DETACHED", "hash": at_hash}, query={"name": name, "type": "BRANCH"})
         try:
             yield name
@@ -287,6 +289,19 @@ class NessieBranchCatalog:
             (r for r in refs if r.name.startswith(prefix) and not r.name.startswith(SCRATCH_PREFIX)),
             key=lambda r: r.name,
         )
+
+    def sweep_leftovers(self, now: datetime) -> list[Ref]:
+        """Delete scratch branches older than SCRATCH_MAX_AGE: a killed command left them (they hold no data)."""
+        swept = []
+        for data in self._pages("/trees", "references"):
+            name = data["name"]
+            match = _SCRATCH_NAME.fullmatch(name)
+            if not match or now.timestamp() - int(match.group(1)) < SCRATCH_MAX_AGE.total_seconds():
+                continue
+            with suppress(ConflictError, NotFoundError):
+                self._call("DELETE", f"/trees/{_ref_path(name, data['hash'])}")
+                swept.append(Ref(name, RefKind.BRANCH, data["hash"]))
+        return swept
 
     def log(self, ref: str, limit: int | None = None) -> list[Commit]:
         query = {"max-records": min(limit, 250)} if limit else {}

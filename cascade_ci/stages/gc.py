@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class GcDecision:
     branch: str
     hash: str
-    status: str  # promoted | passed | failed | unvalidated | running | foreign
+    status: str  # promoted | passed | failed | unvalidated | running | foreign | leftover
     age_days: float
     retention_days: int | None
     action: str  # deleted | would-delete | kept | skipped
@@ -106,4 +106,10 @@ def collect_garbage(
     # Each branch is judged on its own: a remote catalog answers several at once.
     workers = GC_WORKERS if catalog.capabilities.concurrent_calls else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(decide, candidates))
+        decisions = list(pool.map(decide, candidates))
+    if not dry_run:
+        decisions += [
+            GcDecision(ref.name, ref.hash, "leftover", 0.0, None, "deleted", "staging ref of an interrupted command")
+            for ref in catalog.sweep_leftovers(now)
+        ]
+    return decisions

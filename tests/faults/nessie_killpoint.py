@@ -5,7 +5,7 @@ each `method:N:when` for a `NessieBranchCatalog` method:
 
   before   SIGKILL just before the method's N-th call runs (nothing of it reached Nessie)
   after    SIGKILL just after the N-th call returned (Nessie applied it; the process never answered)
-  staged   SIGKILL inside the N-th call, once its private `cascade-scratch/<uuid>` branch holds the staged
+  staged   SIGKILL inside the N-th call, once its private `cascade-scratch/<time>-<uuid>` branch holds the staged
            commit (or merge check) and before the scratch branch is dropped and the result published: the
            Nessie analogue of dying inside an open transaction. The scratch branch is left behind.
 

@@ -4,7 +4,7 @@ Every run: `cascade branch` -> a writer process appends the run's rows on its br
 validate --gates schema` -> `cascade promote`. Runs of wave k (5 per wave) hold back until k
 promotions have landed, so later waves fork from a main that moved and several promotions land while
 others race. Promotion is a compare-and-swap on main (on Nessie a strict `PUT /trees/main@<expected>`
-after the record was staged on a `cascade-scratch/<uuid>` branch): each promotion lands whole or is
+after the record was staged on a `cascade-scratch/<time>-<uuid>` branch): each promotion lands whole or is
 refused cleanly, main's history holds every landed promotion, main holds exactly the landed rows, the
 embedded SQLite file stays sound and no Nessie scratch branch outlives its command.
 """

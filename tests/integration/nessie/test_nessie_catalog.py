@@ -357,3 +357,21 @@ def test_http_errors_map_per_call_and_only_transient_faults_retry():
             store.create_ref("y", "a" * 64)
         with pytest.raises(NotFoundError):
             store.get_ref("nope")
+
+
+def test_sweep_drops_only_stale_scratch_branches(catalog: NessieBranchCatalog, trunk_name: str):
+    from datetime import UTC, datetime
+
+    head = catalog.get_ref(trunk_name).hash
+    now = datetime.now(UTC)
+    stale = f"{SCRATCH_PREFIX}{int(now.timestamp()) - 7200}-{'a' * 32}"
+    fresh = f"{SCRATCH_PREFIX}{int(now.timestamp()) - 60}-{'b' * 32}"
+    legacy = f"{SCRATCH_PREFIX}{'c' * 32}"  # a name without a time: its age is unknown, so it stays
+    for name in (stale, fresh, legacy):
+        catalog._call("POST", "/trees", {"type": "DETACHED", "hash": head}, query={"name": name, "type": "BRANCH"})
+    swept = catalog.sweep_leftovers(now)
+    assert [ref.name for ref in swept] == [stale]
+    left = {data["name"] for data in catalog._pages("/trees", "references")}
+    assert fresh in left and legacy in left and stale not in left
+    for name in (fresh, legacy):
+        catalog._call("DELETE", f"/trees/{name}@{head}")
