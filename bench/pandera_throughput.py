@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from cascade_ci.gates import pandera_gate
 from cascade_ci.pipeline.raw import DIRECTIONS
 from cascade_ci.pipeline.schemas import EARLIEST, FUTURE_SLACK, FactGlucoseReadings
+from tests.fakes.marts import glucose_category
 
 CATEGORIES = ("very_low", "low", "in_range", "high", "very_high")
 START_US = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z: 10M readings a second apart end in April 2025
@@ -65,15 +66,7 @@ def readings_frame(rows: int) -> pl.DataFrame:
         direction=(pl.int_range(rows) % len(DIRECTIONS)).replace_strict(
             dict(enumerate(DIRECTIONS)), return_dtype=pl.String
         ),
-        glucose_category=pl.when(g < 54)
-        .then(pl.lit("very_low"))
-        .when(g < 70)
-        .then(pl.lit("low"))
-        .when(g <= 180)
-        .then(pl.lit("in_range"))
-        .when(g <= 250)
-        .then(pl.lit("high"))
-        .otherwise(pl.lit("very_high")),
+        glucose_category=glucose_category(g),
         is_in_range=g.is_between(70, 180),
         device=pl.lit("xDrip-DexcomG6"),
     )

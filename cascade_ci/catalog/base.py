@@ -68,7 +68,6 @@ class Capabilities:
 
     native_fast_forward: bool
     cross_process_safe: bool
-    commit_times: bool = True
     concurrent_calls: bool = False  # several calls in flight at once go faster (a remote server)
 
 

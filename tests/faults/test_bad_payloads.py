@@ -37,6 +37,7 @@ from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.ingest import ingest
 from cascade_ci.stages.promote import promote
 from cascade_ci.stages.validate import validate
+from tests.fakes.marts import glucose_category
 
 MART = "marts.fct_glucose_readings"
 MISSING = object()
@@ -162,18 +163,7 @@ def mart_frame(raw: pa.Table) -> pl.DataFrame:
         ts.dt.hour().cast(pl.Int32).alias("hour_of_day"),
         ts.dt.weekday().cast(pl.Int32).alias("day_of_week"),
         "direction",
-        pl.when(g.is_null())
-        .then(None)
-        .when(g < 54)
-        .then(pl.lit("very_low"))
-        .when(g < 70)
-        .then(pl.lit("low"))
-        .when(g <= 180)
-        .then(pl.lit("in_range"))
-        .when(g <= 250)
-        .then(pl.lit("high"))
-        .otherwise(pl.lit("very_high"))
-        .alias("glucose_category"),
+        glucose_category(g).alias("glucose_category"),
         g.is_between(70, 180).alias("is_in_range"),
         "device",
     )
