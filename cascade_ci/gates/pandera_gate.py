@@ -1,8 +1,10 @@
 """Pandera schemas as a gate: lazy validation of every mart, one check per column rule, severity per column.
 
 A table the branch only appended to since its base is validated incrementally: row rules run on the
-added rows only, and each unique column's new keys are also checked against the old rows' keys, so
-a duplicate that collides with an old row is still caught. `full=True` validates every row.
+added rows only, and each unique key's new values are also checked against the old rows, so a
+duplicate that collides with an old row is still caught. That check reads only the old data files
+whose column bounds overlap the new keys' range: appending time-ordered keys (Nightscout's ObjectIds)
+reads no old file at all. `full=True` validates every row.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
     from pandera.api.polars.container import DataFrameSchema
+    from pyiceberg.table import DataScan, Table
 
     from cascade_ci.gates import GateContext
 
@@ -97,13 +100,47 @@ def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str
     )
 
 
-def _collisions(new_rows: pa.Table, old_keys: pa.Table, column: str) -> list[Any]:
-    """New keys that already exist among the old rows (hashes the few new keys, probes the many old ones)."""
+def old_key_scan(table: Table, base_id: int, keys: tuple[str, ...], new_keys: pa.Table) -> DataScan:
+    """A scan of the base snapshot's `keys` within the new keys' range on the first key.
+
+    Iceberg prunes every data file whose bounds for that column miss the range before reading it.
+    """
+    import pyarrow.compute as pc
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
+
+    bounds = pc.min_max(new_keys.column(keys[0]))
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    in_range = And(GreaterThanOrEqual(keys[0], low), LessThanOrEqual(keys[0], high))
+    return table.scan(snapshot_id=base_id, selected_fields=keys, row_filter=in_range)
+
+
+def _collisions(table: Table, base_id: int, new_rows: pa.Table, keys: tuple[str, ...]) -> list[Any]:
+    """New keys (a value, or a row of values for a compound key) that the base snapshot already holds."""
     import pyarrow.compute as pc
 
-    new_keys = new_rows.column(column).drop_null().unique()
-    old = old_keys.column(column)
-    return old.filter(pc.is_in(old, value_set=new_keys)).unique().to_pylist()
+    snapshot = table.snapshot_by_id(base_id)
+    old_schema = table.schemas().get(snapshot.schema_id) if snapshot and snapshot.schema_id is not None else None
+    old_columns = {field.name for field in (old_schema or table.schema()).fields}
+    if not set(keys) <= set(new_rows.column_names) & old_columns:
+        return []  # a key column the new rows lack is reported by `present`; one the old rows lacked is null there
+    new_keys = new_rows.select(list(keys)).drop_null()
+    if new_keys.num_rows == 0:
+        return []
+    old = old_key_scan(table, base_id, keys, new_keys).to_arrow()
+    if len(keys) == 1:  # probe the old keys against a hash of the few new ones
+        column = old.column(keys[0])
+        return column.filter(pc.is_in(column, value_set=new_keys.column(keys[0]))).unique().to_pylist()
+    distinct = new_keys.group_by(list(keys)).aggregate([])
+    return old.join(distinct, keys=list(keys), join_type="inner").group_by(list(keys)).aggregate([]).to_pylist()
+
+
+def _unique_keys(rule: Rule, schema: DataFrameSchema) -> tuple[str, ...] | None:
+    """The key a uniqueness rule guards, or None for any other rule."""
+    if rule.name == "unique" and rule.column is not None:
+        return (rule.column,)
+    if rule.column is None and rule.name.startswith("unique:"):
+        return tuple(schema.unique or ())
+    return None
 
 
 def validate_table(ctx: GateContext, table_name: str, schema: DataFrameSchema) -> list[Check]:
@@ -131,9 +168,9 @@ def validate_table(ctx: GateContext, table_name: str, schema: DataFrameSchema) -
     checks = []
     for rule in rules_of(schema):
         failing = _matches(rule, failures)
-        if incremental and rule.name == "unique" and rule.column in rows.column_names:
-            old = table.scan(snapshot_id=base_id, selected_fields=(rule.column,)).to_arrow()
-            failing += _collisions(rows, old, rule.column)
+        keys = _unique_keys(rule, schema)
+        if incremental and base_id is not None and keys:
+            failing += _collisions(table, base_id, rows, keys)
         checks.append(_check(table_name, rule, failing, critical, scope))
     return checks
 

@@ -68,6 +68,11 @@ def test_retry_disabled(fast_retries, monkeypatch):
     assert verdict.blocked and verdict.gates[0].retries == ()
 
 
+def reading_id(i: int) -> str:
+    """A Mongo-ObjectId-like key: 8 hex digits of seconds, then 16 more (time-ordered, as Nightscout's)."""
+    return f"{1_700_000_000 + 300 * i:08x}{i:016x}"
+
+
 def readings_table(ids: range, day_offset: int = 0) -> pa.Table:
     from datetime import UTC, datetime, timedelta
 
@@ -75,7 +80,7 @@ def readings_table(ids: range, day_offset: int = 0) -> pa.Table:
     stamps = [start + timedelta(minutes=5 * (i % 288)) for i in ids]
     return pa.table(
         {
-            "entry_id": pa.array([f"e{i}" for i in ids]),
+            "entry_id": pa.array([reading_id(i) for i in ids]),
             "glucose_mg_dl": pa.array([100 + i % 50 for i in ids], pa.int32()),
             "reading_timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")),
             "reading_date": pa.array([s.date() for s in stamps], pa.date32()),
@@ -118,10 +123,10 @@ def test_incremental_validation_reads_only_appended_rows(settings):
 
 def test_incremental_validation_catches_a_key_colliding_with_an_old_row(settings):
     appended = readings_table(range(5_000, 5_010))
-    appended = appended.set_column(0, "entry_id", pa.array([f"e{i}" for i in range(5_000, 5_009)] + ["e42"]))
-    catalog = appended_branch(settings, 5_000, appended)
+    keys = [reading_id(i) for i in range(5_000, 5_009)] + [reading_id(42)]
+    catalog = appended_branch(settings, 5_000, appended.set_column(0, "entry_id", pa.array(keys)))
     check = pandera_checks(settings, catalog, full=False)["entry_id:unique"]
-    assert not check.passed and "'e42'" in check.message
+    assert not check.passed and repr(reading_id(42)) in check.message
     assert not pandera_checks(settings, catalog, full=True)["entry_id:unique"].passed
 
 
@@ -130,3 +135,56 @@ def test_rewritten_table_is_validated_in_full(settings):
     catalog.tables("pipeline/run-inc").load_table("marts.fct_glucose_readings").overwrite(readings_table(range(300)))
     check = pandera_checks(settings, catalog, full=False)["entry_id:unique"]
     assert "all 300 rows" in check.message
+
+
+def test_time_ordered_keys_skip_every_old_file_when_checked_against_old_rows(settings):
+    catalog = appended_branch(settings, 1_000, readings_table(range(1_000, 1_010)))
+    table = catalog.tables("pipeline/run-inc").load_table("marts.fct_glucose_readings")
+    base_id = catalog.tables("main").load_table("marts.fct_glucose_readings").current_snapshot().snapshot_id
+
+    def old_files(ids: range) -> int:
+        keys = readings_table(ids).select(["entry_id"])
+        return len(list(pandera_gate.old_key_scan(table, base_id, ("entry_id",), keys).plan_files()))
+
+    assert old_files(range(1_000, 1_010)) == 0
+    assert old_files(range(500, 510)) == 1
+
+
+def repo_stats(keys: list[tuple[str, int]]) -> pa.Table:
+    from datetime import date, timedelta
+
+    n = len(keys)
+    counts = pa.array([1] * n, pa.int64())
+    return pa.table(
+        {
+            "repo_name": pa.array([repo for repo, _ in keys]),
+            "snapshot_date": pa.array([date(2026, 1, 1) + timedelta(days=day) for _, day in keys], pa.date32()),
+            "stargazers_count": counts,
+            "forks_count": counts,
+            "open_issues_count": counts,
+            "contributors_count": pa.array([1] * n, pa.int32()),
+            "commits_last_4_weeks": pa.array([1] * n, pa.int32()),
+            "commits_last_52_weeks": pa.array([1] * n, pa.int32()),
+        }
+    )
+
+
+def test_incremental_validation_catches_a_compound_key_colliding_with_an_old_row(settings):
+    catalog = open_catalog(settings)
+    tables = catalog.tables("main")
+    tables.create_namespace("marts")
+    old = repo_stats([("octo/cat", 0), ("octo/cat", 1), ("octo/dog", 0)])
+    tables.create_table("marts.fct_github_repo_stats", old.schema).append(old)
+    create_run_branch(settings, catalog, "inc")
+    branch = catalog.tables("pipeline/run-inc").load_table("marts.fct_github_repo_stats")
+    branch.append(repo_stats([("octo/cat", 2), ("octo/dog", 0)]))
+
+    def compound(full: bool):
+        verdict = validate(settings, catalog, "inc", gates=["pandera"], full=full)
+        (check,) = [c for c in verdict.gates[0].checks if c.name == "unique:repo_name,snapshot_date"]
+        return check
+
+    incremental = compound(full=False)
+    assert "2 added rows" in incremental.message
+    assert not incremental.passed and "octo/dog" in incremental.message and "octo/cat" not in incremental.message
+    assert not compound(full=True).passed

@@ -56,8 +56,9 @@ def _unit(*parts: object) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def _hex_id(*parts: object, length: int = 24) -> str:
-    return hashlib.blake2b(repr(parts).encode(), digest_size=length // 2).hexdigest()
+def _object_id(ms: int, *parts: object) -> str:
+    """A Mongo ObjectId as Nightscout assigns: 8 hex digits of seconds, then 16 more (so ids sort by time)."""
+    return f"{ms // 1000:08x}" + hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
 
 
 def _direction(delta_per_5min: float) -> tuple[str, int]:
@@ -98,7 +99,7 @@ def glucose_rows(seed: int, start: datetime, end: datetime) -> list[dict[str, An
         ms = int(t.timestamp() * 1000)
         rows.append(
             {
-                "entry_id": _hex_id(seed, "entry", ms),
+                "entry_id": _object_id(ms, seed, "entry"),
                 "sgv": sgv,
                 "date_ms": ms,
                 "date_string": t.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
