@@ -78,6 +78,7 @@ class NessieBranchCatalog:
         warehouse: str = "warehouse",
         default_branch: str = "main",
         s3_options: Mapping[str, str] | None = None,
+        s3_defaults: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -85,7 +86,8 @@ class NessieBranchCatalog:
         self.uri = uri.rstrip("/")
         self.warehouse = warehouse
         self.default_branch = default_branch
-        self.s3_options = dict(s3_options or {})
+        self.s3_options = dict(s3_options or {})  # the user's settings: they win over what Nessie advertises
+        self.s3_defaults = dict(s3_defaults or {})  # used where Nessie advertises nothing
         self._api = f"{self.uri}/api/v2"
         self._timeout = timeout
         self._retries = retries
@@ -95,13 +97,21 @@ class NessieBranchCatalog:
     @classmethod
     def from_settings(cls, settings: Settings) -> NessieBranchCatalog:
         """Build from `NESSIE_URI`, `NESSIE_WAREHOUSE`, `S3_*` and the AWS keys."""
-        s3 = {"s3.region": settings.s3_region, "s3.path-style-access": "true"}
+        s3 = {}
         if settings.s3_endpoint:
             s3["s3.endpoint"] = settings.s3_endpoint
         if settings.s3_access_key_id and settings.s3_secret_access_key:
             s3["s3.access-key-id"] = settings.s3_access_key_id.get_secret_value()
             s3["s3.secret-access-key"] = settings.s3_secret_access_key.get_secret_value()
-        return cls(settings.nessie_uri, settings.nessie_warehouse, settings.main_branch, s3, settings.nessie_timeout)
+        defaults = {"s3.region": settings.s3_region, "s3.path-style-access": "true"}
+        return cls(
+            settings.nessie_uri,
+            settings.nessie_warehouse,
+            settings.main_branch,
+            s3_options=s3,
+            s3_defaults=defaults,
+            timeout=settings.nessie_timeout,
+        )
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -424,9 +434,10 @@ class NessieBranchCatalog:
             "warehouse": self.warehouse,
             # Nessie's prefix is `{ref}|{warehouse}`, URL-encoded; a `/` in a ref name travels as U+001F.
             "prefix": quote(f"{spec}|{self.warehouse}", safe=""),
+            **self.s3_defaults,
             **self.s3_options,
         }
-        return NessieRefCatalog(ref, read_only=not writable, **properties)
+        return NessieRefCatalog(ref, read_only=not writable, client_io=self.s3_options, **properties)
 
     def close(self) -> None:
         """Nothing to release: every call opens its own connection."""

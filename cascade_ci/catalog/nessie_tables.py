@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyiceberg.catalog.rest import RestCatalog
+from pyiceberg.typedef import EMPTY_DICT, Properties
 
 from cascade_ci.errors import ReadOnlyRefError
 
 if TYPE_CHECKING:
+    from pyiceberg.io import FileIO
     from requests import Session
 
 
 class NessieRefCatalog(RestCatalog):
-    """pyiceberg REST catalog of one Nessie ref; writes on a tag or a commit hash raise ReadOnlyRefError."""
+    """pyiceberg REST catalog of one Nessie ref; writes on a tag or a commit hash raise ReadOnlyRefError.
 
-    def __init__(self, name: str, read_only: bool, **properties: str) -> None:
+    `client_io` holds the storage settings the user gave explicitly (S3 endpoint, keys). They win over
+    what the server advertises (Nessie's config overrides and each table's `config`): a Nessie in a
+    container may name an endpoint only reachable from inside its network.
+    """
+
+    def __init__(
+        self, name: str, read_only: bool, client_io: Mapping[str, str] = EMPTY_DICT, **properties: str
+    ) -> None:
         self.read_only = read_only
+        self.client_io = dict(client_io)
         super().__init__(name, **properties)
+
+    def _load_file_io(self, properties: Properties = EMPTY_DICT, location: str | None = None) -> FileIO:
+        return super()._load_file_io({**properties, **self.client_io}, location)
 
     def _check_writable(self) -> None:
         if self.read_only:

@@ -37,7 +37,10 @@ def _overwrite(table: Table, rows: pa.Table, overwrite_filter: BooleanExpression
             table.overwrite(rows, overwrite_filter=overwrite_filter or AlwaysTrue())
     except OSError as e:
         location = table.location()
-        storage = "S3" if location.startswith(("s3://", "s3a://")) else "the warehouse"
+        endpoint = table.io.properties.get("s3.endpoint")
+        storage = "the warehouse"
+        if location.startswith(("s3://", "s3a://")):
+            storage = f"S3 at {endpoint}" if endpoint else "S3"
         raise ServiceUnavailableError(f"{storage} did not take the write to {location}: {e}") from e
 
 
