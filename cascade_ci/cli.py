@@ -339,20 +339,23 @@ def gc(dry_run: bool, now_text: str | None, as_json: bool) -> None:
 @click.option(
     "--summary",
     "summary_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="The Markdown to post, usually reports/summary.md from `cascade validate`.",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The Markdown to post [default: summary.md in CASCADE_REPORTS_DIR, as `cascade validate` wrote it].",
 )
 @json_option
 @command
-def comment(pr_number: int, summary_path: Path, as_json: bool) -> None:
+def comment(pr_number: int, summary_path: Path | None, as_json: bool) -> None:
     """Post the verdict on a pull request as one sticky comment, updated in place on every run.
 
     Needs GITHUB_TOKEN (with pull-requests: write) and GITHUB_REPOSITORY, as set in GitHub Actions.
     """
     from cascade_ci import github_api
     from cascade_ci.errors import ConfigError
+    from cascade_ci.settings import load_settings
 
+    summary_path = summary_path or load_settings().reports_dir / "summary.md"
+    if not summary_path.is_file():
+        raise ConfigError(f"no summary at {summary_path}: run `cascade validate` first, or pass --summary")
     api = github_api.from_env()
     if api is None:
         raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set to comment on a pull request")

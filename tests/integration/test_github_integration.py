@@ -111,6 +111,24 @@ def test_comment_is_sticky(github, tmp_path):
     assert len(stored) == 1 and stored[0]["body"].startswith(MARKER) and "verdict two" in stored[0]["body"]
 
 
+def test_comment_posts_the_summary_validate_wrote_by_default(github, monkeypatch, tmp_path):
+    posted: list[str] = []
+
+    def create(req):
+        posted.append(req.json()["body"])
+        return 201, {}, {"id": 1}
+
+    github.route("GET", f"/repos/{REPO}/issues/3/comments", lambda req: (200, {}, []))
+    github.route("POST", f"/repos/{REPO}/issues/3/comments", create)
+    monkeypatch.setenv("CASCADE_REPORTS_DIR", str(tmp_path / "out"))
+    missing = cascade("comment", "--pr", "3")
+    assert missing.exit_code == 2 and str(tmp_path / "out" / "summary.md") in missing.stderr and not posted
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.md").write_text("## the verdict")
+    assert cascade("comment", "--pr", "3").exit_code == 0
+    assert len(posted) == 1 and "## the verdict" in posted[0]
+
+
 def test_comment_without_token_is_a_config_error(monkeypatch, tmp_path):
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     summary = tmp_path / "s.md"

