@@ -86,6 +86,10 @@ STACK_KEYS = (
 )
 
 
+# Read once at import: `clean_env` scrubs CASCADE_* before each test, and a test may ask for the stack lazily.
+RUNNING_STACK_ENV = os.environ.get("CASCADE_STACK_ENV")
+
+
 def _read_env(path: Path) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
     return {key.strip(): value.strip() for key, value in pairs}
@@ -94,8 +98,8 @@ def _read_env(path: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The services' settings (NESSIE_URI, S3_ENDPOINT, keys ...), starting them when needed."""
-    if os.environ.get("CASCADE_STACK_ENV"):
-        yield _read_env(Path(os.environ["CASCADE_STACK_ENV"]))
+    if RUNNING_STACK_ENV:
+        yield _read_env(Path(RUNNING_STACK_ENV))
         return
     run = tmp_path_factory.mktemp("services")
     env = {**os.environ, "CASCADE_SERVICES_RUN": str(run)}

@@ -51,8 +51,24 @@ def test_main_job_bench_runs():
     assert set(line["stage_median_s"]) == {"branch", "ingest", "transform", "validate", "promote"}
 
 
-def test_nessie_latency_bench_runs(stack, tmp_path):
+@pytest.fixture
+def stack_env(stack, tmp_path) -> dict[str, str]:
+    """The environment that points a benchmark at the running stack (CASCADE_STACK_ENV, as a user sets it)."""
     env_file = tmp_path / "stack.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in stack.items()))
-    lines = bench("nessie_latency.py", "--repeat", "2", env={"CASCADE_STACK_ENV": str(env_file)})
+    return {"CASCADE_STACK_ENV": str(env_file)}
+
+
+def test_nessie_latency_bench_runs(stack_env):
+    lines = bench("nessie_latency.py", "--repeat", "2", env=stack_env)
     assert [line["n"] for line in lines] == [2, 2]
+
+
+def test_nessie_gc_scale_bench_runs(stack_env):
+    (line,) = bench("nessie_gc_scale.py", "--branches", "40", env=stack_env)
+    assert (line["deleted"], line["kept"]) == (20, 20)
+
+
+def test_zero_copy_bench_runs_on_nessie(stack_env):
+    summary = bench("zero_copy.py", "--nessie", "--small", "--repeat", "3", "--copy-repeat", "1", env=stack_env)[-1]
+    assert summary["copy_vs_zero_copy_at_large"] > 1

@@ -1,86 +1,111 @@
 """Run `cascade <args>` in a process that kills itself with SIGKILL at a named point. No product code is edited.
 
-`CASCADE_FAULT_KILL` lists points, comma-separated, each `method:N:when` for a `LocalBranchCatalog` method:
+`CASCADE_FAULT_KILL` lists points, comma-separated, each `method:N:when` for a `BranchCatalog` method; it is
+patched on both backends (`LocalBranchCatalog`, `NessieBranchCatalog`), so the point fires on whichever one the
+environment selects:
 
-  before     SIGKILL just before the method's N-th call runs
-  after      SIGKILL just after the N-th call returned (its transaction committed)
-  precommit  SIGKILL inside the N-th call's SQLite transaction, after its statements ran and before
-             COMMIT: the process dies holding an open write transaction
+  before  SIGKILL just before the method's N-th call runs (nothing of it reached the catalog)
+  inside  SIGKILL inside the N-th call's atomic unit, once its work is done and before it is published:
+          embedded, in its SQLite transaction after its statements ran and before COMMIT (the process dies
+          holding an open write transaction); Nessie, once its private `cascade-scratch/<time>-<uuid>` branch
+          holds the staged commit (or merge check), before the scratch branch is dropped and the result
+          published (the scratch branch is left behind and named in the message: `(left <name>)`).
+          A call that returns without reaching its transaction or scratch branch exits with an error instead.
+  after   SIGKILL just after the N-th call returned (the catalog applied it; the process never answered)
 
 Usage: CASCADE_FAULT_KILL=fast_forward:1:after python -m tests.faults.killpoint promote --run-id 7
 A run that never reaches the point exits normally (the test then sees a return code other than -9).
+Calls are counted across threads (gc judges and deletes branches on several threads on Nessie): the N-th call
+is the N-th to start, and other threads' calls already in flight at the kill may still reach the catalog.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import signal
+import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from cascade_ci.catalog.local import LocalBranchCatalog
+from cascade_ci.catalog.nessie import NessieBranchCatalog
 
-WHENS = ("before", "after", "precommit")
+CATALOGS = (LocalBranchCatalog, NessieBranchCatalog)
+WHENS = ("before", "inside", "after")
 
 
-def _die(point: str) -> None:
+def _die(point: str) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.write(f"killpoint: SIGKILL at {point}\n")
     sys.stderr.flush()
     os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("SIGKILL did not stop the process")
 
 
-def install(spec: str) -> None:
-    armed: list[str] = []  # points whose transaction must die before COMMIT
-
+def _hook_atomic_units(armed: list[str]) -> None:
+    """Die at the end of the next atomic unit while an `inside` point is `armed`, before it is published."""
     original_tx = LocalBranchCatalog._tx
+    original_scratch = NessieBranchCatalog._scratch
 
     @contextmanager
-    def tx(self: LocalBranchCatalog) -> Iterator[Any]:
+    def tx(self: LocalBranchCatalog) -> Iterator[sqlite3.Connection]:
         with original_tx(self) as db:
             yield db
             if armed:
                 _die(armed[0])  # the statements ran; COMMIT never will
 
-    LocalBranchCatalog._tx = tx  # type: ignore[method-assign]
+    @contextmanager
+    def scratch(self: NessieBranchCatalog, at_hash: str) -> Iterator[str]:
+        with original_scratch(self, at_hash) as name:
+            yield name
+            if armed:  # the staged work is on the scratch branch; its drop and the publish never happen
+                _die(f"{armed[0]} (left {name})")
 
+    LocalBranchCatalog._tx = tx  # type: ignore[method-assign]
+    NessieBranchCatalog._scratch = scratch  # type: ignore[method-assign]
+
+
+def _killing(original: Callable[..., Any], point: str, armed: list[str]) -> Callable[..., Any]:
+    """`original`, killing the process at `point` (`method:N:when`); calls are numbered across threads."""
+    _, nth, when = point.split(":")
+    calls = itertools.count(1)
+    counting = threading.Lock()
+
+    @functools.wraps(original)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with counting:
+            hit = next(calls) == int(nth)
+        if not hit:
+            return original(self, *args, **kwargs)
+        if when == "before":
+            _die(point)
+        if when == "after":
+            original(self, *args, **kwargs)
+            _die(point)
+        armed.append(point)  # inside: the transaction or scratch branch hook dies once the call's work is done
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            armed.remove(point)
+        raise SystemExit(f"killpoint: {point} returned without reaching a transaction or scratch branch")
+
+    return wrapped
+
+
+def install(spec: str) -> None:
+    armed: list[str] = []  # `inside` points of calls in progress
+    _hook_atomic_units(armed)
     for point in filter(None, (p.strip() for p in spec.split(","))):
         method, nth, when = point.split(":")
-        if when not in WHENS or not hasattr(LocalBranchCatalog, method):
+        if when not in WHENS or not nth.isdigit() or not all(hasattr(c, method) for c in CATALOGS):
             raise SystemExit(f"killpoint: bad point {point!r}")
-        original: Callable[..., Any] = getattr(LocalBranchCatalog, method)
-        calls = [0]
-
-        def wrapped(
-            self: LocalBranchCatalog,
-            *args: Any,
-            _original: Callable[..., Any] = original,
-            _calls: list[int] = calls,
-            _n: int = int(nth),
-            _when: str = when,
-            _point: str = point,
-            **kwargs: Any,
-        ) -> Any:
-            _calls[0] += 1
-            hit = _calls[0] == _n
-            if hit and _when == "before":
-                _die(_point)
-            if hit and _when == "precommit":
-                armed.append(_point)
-            try:
-                result = _original(self, *args, **kwargs)
-            finally:
-                if hit and _when == "precommit":
-                    armed.remove(_point)
-            if hit and _when == "after":
-                _die(_point)
-            return result
-
-        functools.update_wrapper(wrapped, original)
-        setattr(LocalBranchCatalog, method, wrapped)
+        for catalog in CATALOGS:  # a process uses one of them: its calls are the ones counted
+            setattr(catalog, method, _killing(getattr(catalog, method), point, armed))
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
-"""Helpers for the Nessie fault tests: every ref as Nessie lists it (scratch branches too), rows at a ref, kills."""
+"""Helpers for the Nessie fault tests: every ref as Nessie lists it (scratch branches too), rows at a ref."""
 
 from __future__ import annotations
 
+from cascade_ci.catalog.base import BranchCatalog
 from cascade_ci.catalog.nessie import SCRATCH_PREFIX, NessieBranchCatalog
 from cascade_ci.settings import load_settings
-from tests.faults.support import Done, child_env, run_python
 
 
 def open_nessie() -> NessieBranchCatalog:
@@ -27,16 +27,9 @@ def drop_scratch_branches(catalog: NessieBranchCatalog) -> None:
         catalog._call("DELETE", f"/trees/{name}@{head}")
 
 
-def ids_at(catalog: NessieBranchCatalog, ref: str, table: str) -> list[int]:
+def ids_at(catalog: BranchCatalog, ref: str, table: str) -> list[int]:
     """The `id` column of `table` at `ref` (a ref name or hash), sorted; [] when the table does not exist there."""
     tables = catalog.tables(ref)
     if not tables.table_exists(table):
         return []
     return sorted(tables.load_table(table).scan(selected_fields=("id",)).to_arrow()["id"].to_pylist())
-
-
-def cascade_killed_at(kill_at: str, *args: str, env: dict[str, str] | None = None) -> Done:
-    """`cascade <args>` in a process that SIGKILLs itself at `kill_at` (see tests/faults/nessie_killpoint.py)."""
-    return run_python(
-        "-m", "tests.faults.nessie_killpoint", *args, env=child_env(CASCADE_FAULT_KILL=kill_at, **(env or {}))
-    )
