@@ -21,12 +21,6 @@ def scratch_branches(catalog: NessieBranchCatalog) -> dict[str, str]:
     return {name: head for name, head in all_refs(catalog).items() if name.startswith(SCRATCH_PREFIX)}
 
 
-def drop_scratch_branches(catalog: NessieBranchCatalog) -> None:
-    """Delete scratch branches earlier tests left on the shared server (the `nessie_backend` reset keeps them)."""
-    for name, head in scratch_branches(catalog).items():
-        catalog._call("DELETE", f"/trees/{name}@{head}")
-
-
 def ids_at(catalog: BranchCatalog, ref: str, table: str) -> list[int]:
     """The `id` column of `table` at `ref` (a ref name or hash), sorted; [] when the table does not exist there."""
     tables = catalog.tables(ref)

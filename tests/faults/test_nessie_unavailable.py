@@ -27,7 +27,7 @@ from cascade_ci.catalog.nessie import NessieBranchCatalog
 from cascade_ci.cli import cli
 from tests.fakes.http import FakeServer, Request, unused_port
 from tests.faults.http_proxy import HttpProxy
-from tests.faults.nessie_support import drop_scratch_branches, open_nessie, scratch_branches
+from tests.faults.nessie_support import open_nessie, scratch_branches
 
 RETRY_SLEEPS = 0.5 + 1 + 2  # NessieBranchCatalog's backoff before giving up on a call: retries do happen
 NESSIE_GIVES_UP_WITHIN = 10.0  # seconds from the command's start to exit 2 (refused / 503)
@@ -59,8 +59,6 @@ def payload_of(result) -> dict:
 @pytest.fixture(autouse=True)
 def nessie(nessie_backend, monkeypatch):
     monkeypatch.setenv("CASCADE_GATES", "schema")
-    with open_nessie() as catalog:
-        drop_scratch_branches(catalog)
     return nessie_backend
 
 
