@@ -30,6 +30,7 @@ from click.testing import CliRunner
 
 from cascade_ci.catalog import BranchCatalog, open_catalog
 from cascade_ci.catalog.base import RefKind
+from cascade_ci.catalog.local import LocalBranchCatalog
 from cascade_ci.catalog.nessie import SCRATCH_PREFIX, NessieBranchCatalog
 from cascade_ci.cli import cli
 from cascade_ci.naming import TAG_PREFIX
@@ -302,28 +303,29 @@ def test_gc_killed_then_rerun_converges(
 # -- Nessie only -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["nessie"], indirect=True)
+@pytest.mark.parametrize("backend", ["local", "nessie"], indirect=True)
 def test_gc_keeps_a_branch_written_between_its_judgement_and_its_delete(
     backend: str, gc_branches: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nessie's delete is a compare-and-swap on the judged head: a branch that moved meanwhile is kept."""
+    """The delete is a compare-and-swap on the judged head: a branch that moved meanwhile is kept."""
     settings = load_settings()
-    original = NessieBranchCatalog.delete_ref
+    catalog_class = NessieBranchCatalog if backend == "nessie" else LocalBranchCatalog
+    original = catalog_class.delete_ref
     raced: list[str] = []
 
-    def delete_after_a_concurrent_attempt(self: NessieBranchCatalog, name: str, expected_hash: str) -> None:
+    def delete_after_a_concurrent_attempt(self: BranchCatalog, name: str, expected_hash: str) -> None:
         if name == branch_of(REATTEMPTED) and not raced:
             raced.append(create_run_branch(settings, self, REATTEMPTED, attempt=2).head_hash)
         return original(self, name, expected_hash)
 
-    monkeypatch.setattr(NessieBranchCatalog, "delete_ref", delete_after_a_concurrent_attempt)
+    monkeypatch.setattr(catalog_class, "delete_ref", delete_after_a_concurrent_attempt)
     result = CliRunner().invoke(cli, ["gc", "--now", NOW, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     decisions = {d["branch"]: d for d in json.loads(result.stdout)}
     assert raced, "gc never tried to delete the expired branch"
     kept = decisions[branch_of(REATTEMPTED)]
     assert kept["action"] == "kept" and kept["reason"].startswith("changed meanwhile"), kept
-    with open_nessie() as catalog:
+    with store() as catalog:
         assert catalog.get_ref(branch_of(REATTEMPTED)).hash == raced[0]
         refs = {ref.name for ref in catalog.list_refs()}
     assert refs & {branch_of(r) for r in EXPIRED} == {branch_of(REATTEMPTED)}
