@@ -117,8 +117,10 @@ PROMOTE_KILLS = {
         "commit_meta:1:before",  # nothing written yet
         "commit_meta:1:inside",  # the promotion record's transaction dies uncommitted
         "commit_meta:1:after",  # the promotion record is on the branch; main not moved
+        "fast_forward:1:before",  # the record is on the branch; main not moved
         "fast_forward:1:inside",  # main's update dies uncommitted
         "fast_forward:1:after",  # main moved; no tag yet
+        "create_ref:1:before",  # main moved; the tag is never created
         "create_ref:1:inside",  # the tag's transaction dies uncommitted
         "create_ref:1:after",  # tagged; the process died before answering
     ],
