@@ -47,7 +47,14 @@ def _die(point: str) -> NoReturn:
     raise AssertionError("SIGKILL did not stop the process")
 
 
-def _hook_atomic_units(armed: list[str]) -> None:
+class Armed(threading.local):
+    """The `inside` points of the calls in progress on this thread: a call's atomic units run on its thread."""
+
+    def __init__(self) -> None:
+        self.points: list[str] = []
+
+
+def _hook_atomic_units(armed: Armed) -> None:
     """Die at the end of the next atomic unit while an `inside` point is `armed`, before it is published."""
     original_tx = LocalBranchCatalog._tx
     original_scratch = NessieBranchCatalog._scratch
@@ -56,21 +63,21 @@ def _hook_atomic_units(armed: list[str]) -> None:
     def tx(self: LocalBranchCatalog) -> Iterator[sqlite3.Connection]:
         with original_tx(self) as db:
             yield db
-            if armed:
-                _die(armed[0])  # the statements ran; COMMIT never will
+            if armed.points:
+                _die(armed.points[0])  # the statements ran; COMMIT never will
 
     @contextmanager
     def scratch(self: NessieBranchCatalog, at_hash: str) -> Iterator[str]:
         with original_scratch(self, at_hash) as name:
             yield name
-            if armed:  # the staged work is on the scratch branch; its drop and the publish never happen
-                _die(f"{armed[0]} (left {name})")
+            if armed.points:  # the staged work is on the scratch branch; its drop and the publish never happen
+                _die(f"{armed.points[0]} (left {name})")
 
     LocalBranchCatalog._tx = tx  # type: ignore[method-assign]
     NessieBranchCatalog._scratch = scratch  # type: ignore[method-assign]
 
 
-def _killing(original: Callable[..., Any], point: str, armed: list[str]) -> Callable[..., Any]:
+def _killing(original: Callable[..., Any], point: str, armed: Armed) -> Callable[..., Any]:
     """`original`, killing the process at `point` (`method:N:when`); calls are numbered across threads."""
     _, nth, when = point.split(":")
     calls = itertools.count(1)
@@ -87,18 +94,18 @@ def _killing(original: Callable[..., Any], point: str, armed: list[str]) -> Call
         if when == "after":
             original(self, *args, **kwargs)
             _die(point)
-        armed.append(point)  # inside: the transaction or scratch branch hook dies once the call's work is done
+        armed.points.append(point)  # inside: the transaction or scratch branch hook dies once the call's work is done
         try:
             original(self, *args, **kwargs)
         finally:
-            armed.remove(point)
+            armed.points.remove(point)
         raise SystemExit(f"killpoint: {point} returned without reaching a transaction or scratch branch")
 
     return wrapped
 
 
 def install(spec: str) -> None:
-    armed: list[str] = []  # `inside` points of calls in progress
+    armed = Armed()
     _hook_atomic_units(armed)
     for point in filter(None, (p.strip() for p in spec.split(","))):
         method, nth, when = point.split(":")
