@@ -100,36 +100,62 @@ def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str
     )
 
 
-def old_key_scan(table: Table, base_id: int, keys: tuple[str, ...], new_keys: pa.Table) -> DataScan:
-    """A scan of the base snapshot's `keys` within the new keys' range on the first key.
+def old_key_scan(table: Table, base_id: int, new_keys: pa.Table, names_at_base: tuple[str, ...]) -> DataScan:
+    """A scan of the base snapshot's key columns within the range of the new keys' first column.
 
-    Iceberg prunes every data file whose bounds for that column miss the range before reading it.
+    Iceberg prunes every data file whose bounds for that column miss the range before reading it. pyiceberg
+    binds a row filter to the table's current schema and the selected fields to the snapshot's: the filter
+    names the column as `new_keys` do, the selection as the base snapshot did.
     """
+    import pyarrow as pa
     import pyarrow.compute as pc
     from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
 
-    bounds = pc.min_max(new_keys.column(keys[0]))
-    low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    in_range = And(GreaterThanOrEqual(keys[0], low), LessThanOrEqual(keys[0], high))
-    return table.scan(snapshot_id=base_id, selected_fields=keys, row_filter=in_range)
+    first, name = new_keys.column(0), new_keys.column_names[0]
+    if pa.types.is_floating(first.type) and pc.any(pc.is_nan(first)).as_py():
+        return table.scan(snapshot_id=base_id, selected_fields=names_at_base)  # NaN has no place in a range
+    bounds = pc.min_max(first)
+    in_range = And(GreaterThanOrEqual(name, bounds["min"].as_py()), LessThanOrEqual(name, bounds["max"].as_py()))
+    return table.scan(snapshot_id=base_id, selected_fields=names_at_base, row_filter=in_range)
+
+
+def _names_at_base(table: Table, base_id: int, keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The key columns' names in the base snapshot's schema, matched by field id (a rename keeps the id).
+
+    None when a key column did not exist at the base: the old rows hold nulls there, which collide with nothing.
+    """
+    snapshot = table.snapshot_by_id(base_id)
+    schema_id = snapshot.schema_id if snapshot else None
+    old_schema = table.schemas().get(schema_id, table.schema()) if schema_id is not None else table.schema()
+    names = []
+    for key in keys:
+        field = table.schema().find_field(key)
+        name = old_schema.find_column_name(field.field_id)
+        if name is None:
+            return None
+        names.append(name)
+    return tuple(names)
 
 
 def _collisions(table: Table, base_id: int, new_rows: pa.Table, keys: tuple[str, ...]) -> list[Any]:
-    """New keys (a value, or a row of values for a compound key) that the base snapshot already holds."""
+    """New keys (a value, or a row of values for a compound key) that the base snapshot already holds.
+
+    Rows with a null in the key are left out, as SQL's UNIQUE does (`not_null` reports nulls).
+    """
     import pyarrow.compute as pc
 
-    snapshot = table.snapshot_by_id(base_id)
-    old_schema = table.schemas().get(snapshot.schema_id) if snapshot and snapshot.schema_id is not None else None
-    old_columns = {field.name for field in (old_schema or table.schema()).fields}
-    if not set(keys) <= set(new_rows.column_names) & old_columns:
-        return []  # a key column the new rows lack is reported by `present`; one the old rows lacked is null there
+    if not set(keys) <= set(new_rows.column_names):
+        return []  # a key column the new rows lack is reported by the `present` rule
+    old_names = _names_at_base(table, base_id, keys)
     new_keys = new_rows.select(list(keys)).drop_null()
-    if new_keys.num_rows == 0:
+    if old_names is None or new_keys.num_rows == 0:
         return []
-    old = old_key_scan(table, base_id, keys, new_keys).to_arrow()
+    scan = old_key_scan(table, base_id, new_keys, old_names)
+    # As the head's schema names and types them (a column may have been renamed, or widened from int to long).
+    old = scan.to_arrow().select(list(old_names)).rename_columns(list(keys)).cast(new_keys.schema)
     if len(keys) == 1:  # probe the old keys against a hash of the few new ones
-        column = old.column(keys[0])
-        return column.filter(pc.is_in(column, value_set=new_keys.column(keys[0]))).unique().to_pylist()
+        column = old.column(0)
+        return column.filter(pc.is_in(column, value_set=new_keys.column(0))).unique().to_pylist()
     distinct = new_keys.group_by(list(keys)).aggregate([])
     return old.join(distinct, keys=list(keys), join_type="inner").group_by(list(keys)).aggregate([]).to_pylist()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from pyiceberg.types import LongType
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.gates import pandera_gate
@@ -144,7 +145,7 @@ def test_time_ordered_keys_skip_every_old_file_when_checked_against_old_rows(set
 
     def old_files(ids: range) -> int:
         keys = readings_table(ids).select(["entry_id"])
-        return len(list(pandera_gate.old_key_scan(table, base_id, ("entry_id",), keys).plan_files()))
+        return len(list(pandera_gate.old_key_scan(table, base_id, keys, ("entry_id",)).plan_files()))
 
     assert old_files(range(1_000, 1_010)) == 0
     assert old_files(range(500, 510)) == 1
@@ -188,3 +189,50 @@ def test_incremental_validation_catches_a_compound_key_colliding_with_an_old_row
     assert "2 added rows" in incremental.message
     assert not incremental.passed and "octo/dog" in incremental.message and "octo/cat" not in incremental.message
     assert not compound(full=True).passed
+
+
+def test_incremental_validation_follows_a_renamed_key_column(settings):
+    old = readings_table(range(1_000))
+    catalog = open_catalog(settings)
+    tables = catalog.tables("main")
+    tables.create_namespace("marts")
+    renamed = old.rename_columns(["entry_key", *old.column_names[1:]])
+    tables.create_table("marts.fct_glucose_readings", renamed.schema).append(renamed)
+    create_run_branch(settings, catalog, "inc")
+    branch = catalog.tables("pipeline/run-inc").load_table("marts.fct_glucose_readings")
+    with branch.update_schema() as update:
+        update.rename_column("entry_key", "entry_id")
+    appended = readings_table(range(1_000, 1_005))
+    keys = [reading_id(i) for i in range(1_000, 1_004)] + [reading_id(7)]
+    catalog.tables("pipeline/run-inc").load_table("marts.fct_glucose_readings").append(
+        appended.set_column(0, "entry_id", pa.array(keys))
+    )
+    check = pandera_checks(settings, catalog, full=False)["entry_id:unique"]
+    assert "5 added rows" in check.message
+    assert not check.passed and repr(reading_id(7)) in check.message
+
+
+def test_old_keys_are_found_across_a_widened_column_and_long_shared_prefixes(settings):
+    """int -> long on a compound key; string keys longer than the 16 characters Iceberg keeps as bounds."""
+    prefix = "nightscout-entry-0000000000-"  # longer than the truncated bounds
+
+    def rows(numbers: list[int], wide: bool) -> pa.Table:
+        kind = pa.int64() if wide else pa.int32()
+        return pa.table({"k": pa.array([f"{prefix}{n}" for n in numbers]), "n": pa.array(numbers, kind)})
+
+    tables = open_catalog(settings).tables("main")
+    tables.create_namespace("t")
+    table = tables.create_table("t.keys", rows([0], wide=False).schema)
+    table.append(rows(list(range(0, 100, 2)), wide=False))
+    base_id = table.current_snapshot().snapshot_id
+    with table.update_schema() as update:
+        update.update_column("n", field_type=LongType())
+    table = tables.load_table("t.keys")
+    table.append(rows([11, 12, 98], wide=True))
+    table = tables.load_table("t.keys")
+    new = rows([11, 12, 98], wide=True)
+    assert pandera_gate._collisions(table, base_id, new, ("k",)) == [f"{prefix}12", f"{prefix}98"]
+    assert pandera_gate._collisions(table, base_id, new, ("k", "n")) == [
+        {"k": f"{prefix}12", "n": 12},
+        {"k": f"{prefix}98", "n": 98},
+    ]
