@@ -5,6 +5,14 @@ Exit codes: 0 success, 1 a decision (blocked, refused), 2 usage, configuration o
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
+
+def safe_url(url: str) -> str:
+    """`url` fit for a message: no user or password in its authority, no query or fragment (tokens travel there)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
+
 
 class CascadeError(Exception):
     """Root of every error cascade-ci raises on purpose."""

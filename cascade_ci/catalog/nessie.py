@@ -87,7 +87,7 @@ class NessieBranchCatalog:
         self.warehouse = warehouse
         self.default_branch = default_branch
         self.s3_options = dict(s3_options or {})  # the user's settings: they win over what Nessie advertises
-        self.s3_defaults = dict(s3_defaults or {})  # used where Nessie advertises nothing
+        self.s3_defaults = dict(s3_defaults or {})  # beaten by Nessie's config overrides and each table's config
         self._api = f"{self.uri}/api/v2"
         self._timeout = timeout
         self._retries = retries

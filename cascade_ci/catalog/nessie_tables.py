@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from requests import Session
 
 
+# What a server's vended credentials add to its keys; meaningless (and refused by S3) with other keys.
+VENDED_SESSION = tuple(f"{scope}.{name}" for scope in ("s3", "client") for name in ("session-token", "role-arn"))
+
+
 class NessieRefCatalog(RestCatalog):
     """pyiceberg REST catalog of one Nessie ref; writes on a tag or a commit hash raise ReadOnlyRefError.
 
@@ -33,7 +37,11 @@ class NessieRefCatalog(RestCatalog):
         super().__init__(name, **properties)
 
     def _load_file_io(self, properties: Properties = EMPTY_DICT, location: str | None = None) -> FileIO:
-        return super()._load_file_io({**properties, **self.client_io}, location)
+        io = super()._load_file_io({**properties, **self.client_io}, location)
+        if "s3.access-key-id" in self.client_io:  # a session Nessie vends belongs to its keys, not the user's
+            for key in VENDED_SESSION:
+                io.properties.pop(key, None)
+        return io
 
     def _check_writable(self) -> None:
         if self.read_only:

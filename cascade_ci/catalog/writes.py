@@ -6,7 +6,7 @@ import functools
 import warnings
 from typing import TYPE_CHECKING
 
-from cascade_ci.errors import ServiceUnavailableError
+from cascade_ci.errors import ServiceUnavailableError, safe_url
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,7 +40,7 @@ def _overwrite(table: Table, rows: pa.Table, overwrite_filter: BooleanExpression
         endpoint = table.io.properties.get("s3.endpoint")
         storage = "the warehouse"
         if location.startswith(("s3://", "s3a://")):
-            storage = f"S3 at {endpoint}" if endpoint else "S3"
+            storage = f"S3 at {safe_url(endpoint)}" if endpoint else "S3"
         raise ServiceUnavailableError(f"{storage} did not take the write to {location}: {e}") from e
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from cascade_ci.engine.base import DbtTarget
-from cascade_ci.errors import ServiceUnavailableError
+from cascade_ci.errors import ServiceUnavailableError, safe_url
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,7 +86,7 @@ class TrinoEngine:
                 cursor.execute(sql)
                 return cursor.fetchall()
         except (OSError, OperationalError, HttpError) as e:
-            raise ServiceUnavailableError(f"Trino at {self.settings.trino_uri} did not answer: {e}") from e
+            raise ServiceUnavailableError(f"Trino at {safe_url(self.settings.trino_uri)} did not answer: {e}") from e
 
     def catalog_properties(self, branch: str) -> dict[str, str]:
         """The Iceberg connector's properties for a REST catalog on Nessie at `branch`."""

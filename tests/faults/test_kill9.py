@@ -302,7 +302,7 @@ def test_gc_killed_then_rerun_converges(
     assert "prod-20200101-000000" in final
 
 
-# -- Nessie only -----------------------------------------------------------------------------------
+# -- races and leftovers ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("backend", ["local", "nessie"], indirect=True)

@@ -1,10 +1,13 @@
-"""Table commits sent to Nessie carry `last-column-id` on add-schema updates (Nessie 0.99 requires it)."""
+"""What the pyiceberg catalog of a Nessie ref adapts: commit bodies, and the S3 settings the server advertises."""
 
 from __future__ import annotations
 
 import json
 
-from cascade_ci.catalog.nessie_tables import with_last_column_id
+import pytest
+
+from cascade_ci.catalog.nessie_tables import NessieRefCatalog, with_last_column_id
+from tests.fakes.http import FakeServer
 
 
 def commit(updates: list[dict], requirements: list[dict] | None = None) -> bytes:
@@ -44,3 +47,26 @@ def test_other_bodies_pass_unchanged():
     assert with_last_column_id(b"not json") == b"not json"
     kept = commit([{"action": "add-schema", "schema": SCHEMA, "last-column-id": 12}])
     assert json.loads(with_last_column_id(kept))["updates"][0]["last-column-id"] == 12
+
+
+ADVERTISED = {"s3.endpoint": "http://minio:9000", "s3.session-token": "vended-session", "s3.region": "eu-west-1"}
+USER_URL = {"s3.endpoint": "http://localhost:9000"}
+USER_KEYS = {**USER_URL, "s3.access-key-id": "AKIAUSER", "s3.secret-access-key": "x"}
+
+
+@pytest.mark.parametrize("given", [USER_KEYS, USER_URL, {}], ids=["keys", "url", "none"])
+def test_the_users_s3_settings_win_over_the_advertised_ones(given):
+    with FakeServer() as nessie:
+        config = {"defaults": {}, "overrides": dict(ADVERTISED)}
+        nessie.route("GET", "/iceberg/v1/config", lambda req: (200, {}, config))
+        catalog = NessieRefCatalog(
+            "main", read_only=False, client_io=given, uri=f"{nessie.url}/iceberg/", prefix="main%7Cwarehouse"
+        )
+        table_config = {"s3.endpoint": "http://minio:9000", "s3.session-token": "table-session"}
+        io = catalog._load_file_io(table_config, "s3://warehouse/raw/t")
+    assert io.properties["s3.endpoint"] == given.get("s3.endpoint", "http://minio:9000")
+    assert io.properties["s3.region"] == "eu-west-1"  # what the user did not set comes from the server
+    if "s3.access-key-id" in given:  # the user's keys, never with the server's session token
+        assert io.properties["s3.access-key-id"] == "AKIAUSER" and "s3.session-token" not in io.properties
+    else:
+        assert io.properties["s3.session-token"] == "table-session"

@@ -331,3 +331,12 @@ def test_parse_gates() -> None:
 def test_parse_gates_refuses_unknown_or_empty(spec: str) -> None:
     with pytest.raises(ValueError, match="choose from"):
         parse_gates(spec)
+
+
+def test_urls_in_messages_carry_no_credentials():
+    from cascade_ci.errors import safe_url
+
+    assert safe_url("https://user:p%40ss@ns.example.org:8443/api/v1/entries.json?token=abc#x") == (
+        "https://ns.example.org:8443/api/v1/entries.json"
+    )
+    assert safe_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"

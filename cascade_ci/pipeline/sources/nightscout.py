@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
+from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError, safe_url
 from cascade_ci.github import mask
 from cascade_ci.pipeline.raw import GLUCOSE, RawBatch, schemas
 
@@ -80,7 +80,8 @@ def fetch_entries(
         query = urllib.parse.urlencode({"count": page_size, "find[date][$gte]": gte, "find[date][$lt]": upper})
         page = _get_json(opener, f"{endpoint}?{query}", headers, timeout, sleep)
         if not isinstance(page, list):
-            raise SourceError(f"Nightscout answered {type(page).__name__}, not a list of entries, at {_safe(endpoint)}")
+            kind = type(page).__name__
+            raise SourceError(f"Nightscout answered {kind}, not a list of entries, at {safe_url(endpoint)}")
         offset = len(entries)
         for index, entry in enumerate(page):
             _check_record(entry, offset + index)
@@ -92,7 +93,7 @@ def fetch_entries(
             return entries_to_batch(entries, API_SOURCE)
         oldest = min(_date_ms(entry, offset + index) for index, entry in enumerate(page))
         if oldest >= upper:
-            raise SourceError(f"Nightscout ignored the date filter at {_safe(endpoint)} (no older entries returned)")
+            raise SourceError(f"Nightscout ignored the date filter at {safe_url(endpoint)} (no older entries returned)")
         upper = oldest
     raise SourceError(f"Nightscout has more than {max_pages} pages of {page_size} entries in the window; narrow it")
 
@@ -224,13 +225,6 @@ def _to_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _safe(url: str) -> str:
-    """`url` without credentials in its authority part."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def _get_json(
     opener: urllib.request.OpenerDirector,
     url: str,
@@ -251,11 +245,11 @@ def _get_json(
             exc.close()  # release the connection
             if exc.code in (401, 403):
                 raise SourceError(
-                    f"Nightscout refused the API secret (HTTP {exc.code}) at {_safe(url)}; "
+                    f"Nightscout refused the API secret (HTTP {exc.code}) at {safe_url(url)}; "
                     "check the secret and that the site requires it for reading"
                 ) from None
             if exc.code not in RETRY_STATUSES:
-                raise SourceError(f"Nightscout answered HTTP {exc.code} {exc.reason} at {_safe(url)}") from None
+                raise SourceError(f"Nightscout answered HTTP {exc.code} {exc.reason} at {safe_url(url)}") from None
             problem = f"HTTP {exc.code} {exc.reason}"
         except (urllib.error.URLError, OSError) as exc:  # refused, reset, DNS, timeout
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
@@ -264,5 +258,5 @@ def _get_json(
             try:
                 return json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise SourceError(f"Nightscout answered invalid JSON at {_safe(url)}: {exc}") from None
-    raise SourceUnavailableError(f"Nightscout at {_safe(url)} did not answer after {MAX_TRIES} tries: {problem}")
+                raise SourceError(f"Nightscout answered invalid JSON at {safe_url(url)}: {exc}") from None
+    raise SourceUnavailableError(f"Nightscout at {safe_url(url)} did not answer after {MAX_TRIES} tries: {problem}")
