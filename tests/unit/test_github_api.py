@@ -22,10 +22,10 @@ from cascade_ci.github_api import (
     RunStatus,
 )
 from cascade_ci.pipeline.sources.github_source import make_client
+from tests.fakes.github import TOKEN, assert_token_hidden, rate_limited
 from tests.fakes.http import FakeServer, Request, Response, unused_port
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "github"
-TOKEN = "ghp_FAKEfakeFAKEfake0123456789abcdefABCD"
 REPO = "octo-org/octo-repo"
 RUN_ID = "30433642"
 RUN_PATH = f"/repos/{REPO}/actions/runs/{RUN_ID}"
@@ -60,29 +60,6 @@ def paged_api(server: FakeServer, per_page: int = 2) -> GitHubApi:
     return GitHubApi(
         TOKEN, REPO, base_url=server.url, client=make_client(TOKEN, base_url=server.url, per_page=per_page)
     )
-
-
-def assert_token_hidden(exc: BaseException | None) -> None:
-    while exc is not None:
-        assert TOKEN not in str(exc)
-        assert TOKEN not in repr(exc)
-        exc = exc.__cause__ or exc.__context__
-
-
-def rate_limited(reset: int, status: int = 403) -> Response:
-    headers = {
-        "X-RateLimit-Limit": "1000",
-        "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Used": "1000",
-        "X-RateLimit-Reset": str(reset),
-        "X-RateLimit-Resource": "core",
-    }
-    body = {
-        "message": "API rate limit exceeded for installation ID 12345678.",
-        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-        "status": str(status),
-    }
-    return status, headers, body
 
 
 def created(req: Request) -> Response:

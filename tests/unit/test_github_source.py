@@ -14,10 +14,10 @@ import pytest
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
 from cascade_ci.pipeline.raw import EVENTS, REPO_STATS, schemas
 from cascade_ci.pipeline.sources import github_source
+from tests.fakes.github import TOKEN, assert_token_hidden, rate_limited
 from tests.fakes.http import FakeServer, Response, unused_port
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "github"
-TOKEN = "ghp_FAKEfakeFAKEfake0123456789abcdefABCD"
 REPO = "octocat/Hello-World"
 EVENTS_PATH = "/users/octocat/events/public"
 REPO_PATH = f"/repos/{REPO}"
@@ -44,28 +44,6 @@ def api() -> Iterator[FakeServer]:
         server.reply("GET", CONTRIBUTORS, fixture("stats_contributors.json", server.url))
         server.reply("GET", ACTIVITY, fixture("stats_commit_activity.json", server.url))
         yield server
-
-
-def assert_token_hidden(exc: BaseException) -> None:
-    while exc is not None:
-        assert TOKEN not in str(exc)
-        exc = exc.__cause__ or exc.__context__
-
-
-def rate_limited(reset: int, status: int = 403) -> Response:
-    headers = {
-        "X-RateLimit-Limit": "60",
-        "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Used": "60",
-        "X-RateLimit-Reset": str(reset),
-        "X-RateLimit-Resource": "core",
-    }
-    body = {
-        "message": "API rate limit exceeded for 203.0.113.7. (But here's the good news: Authenticated requests get a "
-        "higher rate limit. Check out the documentation for more details.)",
-        "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting",
-    }
-    return status, headers, body
 
 
 # -- events ----------------------------------------------------------------------------------------
