@@ -37,9 +37,9 @@ def _overwrite(table: Table, rows: pa.Table, overwrite_filter: BooleanExpression
             table.overwrite(rows, overwrite_filter=overwrite_filter or AlwaysTrue())
     except OSError as e:
         location = table.location()
-        endpoint = table.io.properties.get("s3.endpoint")
         storage = "the warehouse"
         if location.startswith(("s3://", "s3a://")):
+            endpoint = table.io.properties.get("s3.endpoint")
             storage = f"S3 at {safe_url(endpoint)}" if endpoint else "S3"
         raise ServiceUnavailableError(f"{storage} did not take the write to {location}: {e}") from e
 

@@ -124,13 +124,10 @@ def _names_at_base(table: Table, base_id: int, keys: tuple[str, ...]) -> tuple[s
 
     None when a key column did not exist at the base: the old rows hold nulls there, which collide with nothing.
     """
-    snapshot = table.snapshot_by_id(base_id)
-    schema_id = snapshot.schema_id if snapshot else None
-    old_schema = table.schemas().get(schema_id, table.schema()) if schema_id is not None else table.schema()
+    current, at_base = table.schema(), table.scan(snapshot_id=base_id).projection()  # the base snapshot's schema
     names = []
     for key in keys:
-        field = table.schema().find_field(key)
-        name = old_schema.find_column_name(field.field_id)
+        name = at_base.find_column_name(current.find_field(key).field_id)
         if name is None:
             return None
         names.append(name)

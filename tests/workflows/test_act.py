@@ -37,8 +37,8 @@ def workspace(tmp_path: Path) -> Path:
     for part in (".github", "actions"):
         (root / part).symlink_to(REPO / part)
     origin = f"https://github.com/{GITHUB_REPOSITORY}.git"
+    identity = ["-c", "user.name=ci", "-c", "user.email=ci@localhost", "-c", "commit.gpgsign=false"]
     for command in (["init", "-q"], ["remote", "add", "origin", origin], ["commit", "-q", "--allow-empty", "-m", "ws"]):
-        identity = ["-c", "user.name=ci", "-c", "user.email=ci@localhost", "-c", "commit.gpgsign=false"]
         subprocess.run(["git", *identity, *command], cwd=root, check=True)
     return root
 
