@@ -435,7 +435,6 @@ class NessieBranchCatalog:
             # Nessie's prefix is `{ref}|{warehouse}`, URL-encoded; a `/` in a ref name travels as U+001F.
             "prefix": quote(f"{spec}|{self.warehouse}", safe=""),
             **self.s3_defaults,
-            **self.s3_options,
         }
         return NessieRefCatalog(ref, read_only=not writable, client_io=self.s3_options, **properties)
 
