@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cascade_ci.catalog import open_catalog
-from cascade_ci.settings import load_settings
+from cascade_ci.config import load_settings
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.validate import validate
 from tests.integration.test_retries_and_incremental import readings_table

@@ -32,11 +32,11 @@ def main() -> None:
     args = parser.parse_args()
     load_stack_env()
     from cascade_ci.catalog import open_catalog
-    from cascade_ci.gates.result import GateResult, Verdict
-    from cascade_ci.settings import load_settings
+    from cascade_ci.verdict import GateResult, Verdict
+    from cascade_ci.config import load_settings
     from cascade_ci.stages.branch import create_run_branch
     from cascade_ci.stages.gc import collect_garbage
-    from cascade_ci.stages.meta import KIND, VALIDATED_HASH, VERDICT, MetaKind
+    from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, MetaKind
 
     prefix = f"bench{uuid.uuid4().hex[:6]}/run-"
     settings = load_settings(branch_prefix=prefix)

@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     load_stack_env()
     from cascade_ci.catalog import open_catalog
-    from cascade_ci.settings import load_settings
+    from cascade_ci.config import load_settings
     from cascade_ci.stages.branch import create_run_branch
     from cascade_ci.stages.promote import promote
     from cascade_ci.stages.validate import validate

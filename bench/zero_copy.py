@@ -53,7 +53,7 @@ def open_store(home: Path, trunk: str) -> BranchCatalog:
     if not NESSIE:
         return LocalBranchCatalog(home)
     from cascade_ci.catalog.nessie import NessieBranchCatalog
-    from cascade_ci.settings import load_settings
+    from cascade_ci.config import load_settings
 
     store = NessieBranchCatalog.from_settings(load_settings(main_branch=trunk))
     root = store._call("GET", "/config")["noAncestorHash"]

@@ -19,7 +19,7 @@ import click
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 EXIT_OK, EXIT_DECISION, EXIT_ERROR = 0, 1, 2
 
@@ -100,7 +100,7 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
 
 def _open(**overrides: Any) -> tuple[Settings, BranchCatalog]:
     from cascade_ci.catalog import open_catalog
-    from cascade_ci.settings import load_settings
+    from cascade_ci.config import load_settings
 
     settings = load_settings(**overrides)
     return settings, open_catalog(settings)
@@ -351,7 +351,7 @@ def comment(pr_number: int, summary_path: Path | None, as_json: bool) -> None:
     """
     from cascade_ci import github_api
     from cascade_ci.errors import ConfigError
-    from cascade_ci.settings import load_settings
+    from cascade_ci.config import load_settings
 
     summary_path = summary_path or load_settings().reports_dir / "summary.md"
     if not summary_path.is_file():

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from cascade_ci.catalog.local import LocalBranchCatalog
-from cascade_ci.settings import _ENV_NAMES, Settings, load_settings
+from cascade_ci.config import _ENV_NAMES, Settings, load_settings
 
 _SCRUB = (
     "GITHUB_ACTIONS",
@@ -128,7 +128,7 @@ def nessie_backend(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> di
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CASCADE_CATALOG", "nessie")
     monkeypatch.setenv("S3_ENDPOINT", stack.get("S3_ENDPOINT", ""))
-    from cascade_ci.settings import load_settings
+    from cascade_ci.config import load_settings
 
     with NessieBranchCatalog.from_settings(load_settings()) as nessie:
         for data in nessie._pages("/trees", "references"):  # every ref, scratch branches included

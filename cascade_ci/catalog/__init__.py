@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from cascade_ci.catalog.base import BranchCatalog, Capabilities, ChangeKind, Commit, Ref, RefKind, TableChange
 
 if TYPE_CHECKING:
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 __all__ = [
     "BranchCatalog",
@@ -40,7 +40,7 @@ AVAILABLE_CATALOGS: dict[str, Callable[[Settings], BranchCatalog]] = {"local": _
 def open_catalog(settings: Settings | None = None) -> BranchCatalog:
     """Build the catalog the settings choose (`CASCADE_CATALOG`, default the embedded one)."""
     if settings is None:
-        from cascade_ci.settings import load_settings
+        from cascade_ci.config import load_settings
 
         settings = load_settings()
     return AVAILABLE_CATALOGS[settings.catalog](settings)

@@ -36,7 +36,7 @@ from cascade_ci.errors import (
 from cascade_ci.naming import validate_ref_name
 
 if TYPE_CHECKING:
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 SCRATCH_PREFIX = "cascade-scratch/"
 _SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-[0-9a-f]{32}")

@@ -8,7 +8,7 @@ from cascade_ci.engine.base import DbtTarget, Engine
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 __all__ = ["DbtTarget", "Engine", "open_engine"]
 
@@ -16,7 +16,7 @@ __all__ = ["DbtTarget", "Engine", "open_engine"]
 def open_engine(settings: Settings, catalog: BranchCatalog) -> Engine:
     """The engine that goes with the configured catalog: DuckDB for local, Trino for Nessie."""
     from cascade_ci.errors import ConfigError, MissingExtraError
-    from cascade_ci.settings import CatalogKind
+    from cascade_ci.config import CatalogKind
 
     if settings.catalog is CatalogKind.LOCAL:
         try:

@@ -1,12 +1,11 @@
-"""The Engine contract: make a branch's raw tables readable by dbt, and its built marts part of the branch."""
+"""The Engine contract: expose a branch's tables to dbt and to SQL checks, and make built models part of it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+Materialized = Literal["table", "incremental", "seed", "snapshot"]
 
 
 @dataclass(frozen=True)
@@ -17,18 +16,42 @@ class DbtTarget:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Model:
+    """A dbt node that dbt materialized as a table, to become an Iceberg table of the branch."""
+
+    table: str  # `schema.identifier`, as dbt built it (the Iceberg namespace.table)
+    materialized: Materialized = "table"
+    unique_key: tuple[str, ...] = ()
+
+
 @runtime_checkable
 class Engine(Protocol):
-    """A SQL engine dbt runs on, bound to one branch at a time."""
+    """A SQL engine dbt and the SQL checks run on, bound to one branch at a time."""
 
     name: str
 
-    def prepare(self, branch: str, sources: dict[str, pa.Schema]) -> DbtTarget:
-        """Expose the branch's raw tables to dbt (absent ones empty, with the given schema); return the target."""
+    def prepare(self, branch: str, incremental: list[str] | None = None) -> DbtTarget:
+        """Expose every table of the branch to dbt and return the profile target.
+
+        `incremental` names (`schema.table`) the incremental models' tables, which dbt reads and then
+        appends or merges into (the other tables are only read).
+        """
         ...
 
-    def publish(self, branch: str, models: list[str]) -> dict[str, int]:
-        """Make the built `models` tables of the branch (`schema.table`); return rows per table."""
+    def publish(self, branch: str, models: list[Model]) -> dict[str, int]:
+        """Make the built `models` tables of the branch; return rows per table.
+
+        A table model replaces the table; an incremental model appends its new rows (or merges on its
+        unique key), so an append stays an Iceberg append that validation can check incrementally.
+        """
+        ...
+
+    def query(self, ref: str, sql: str) -> list[tuple[Any, ...]]:
+        """Run one read-only query against the tables at `ref` (a branch or a commit hash); return its rows.
+
+        Tables are addressed as `namespace.table`, the same on every engine.
+        """
         ...
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 logging.getLogger("trino").setLevel(logging.WARNING)  # its keyring notice is noise in a pipeline log
 

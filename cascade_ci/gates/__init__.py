@@ -11,12 +11,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cascade_ci.gates.result import GateResult
+from cascade_ci.verdict import GateResult
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, TableChange
-    from cascade_ci.settings import Settings
-    from cascade_ci.stages.meta import BranchState
+    from cascade_ci.config import Settings
+    from cascade_ci.branch_state import BranchState
 
 logger = logging.getLogger(__name__)
 

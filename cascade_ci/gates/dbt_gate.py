@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.gates.result import Check, GateResult, Level
+from cascade_ci.verdict import Check, GateResult, Level
 
 if TYPE_CHECKING:
     from cascade_ci.gates import GateContext
@@ -88,7 +88,7 @@ def _check(outcome: dict[str, Any]) -> Check:
 
 def run(ctx: GateContext) -> GateResult:
     """Judge the dbt test outcomes committed for the head's data; none, or stale ones, is an error."""
-    from cascade_ci.stages.meta import DBT_TESTS, MetaKind
+    from cascade_ci.branch_state import DBT_TESTS, MetaKind
 
     commit = ctx.state.latest.get(MetaKind.TRANSFORM)
     if commit is None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from cascade_ci.gates.result import Check, GateResult, Level
+from cascade_ci.verdict import Check, GateResult, Level
 from cascade_ci.pipeline.raw import EVENTS, GLUCOSE, REPO_STATS
 
 if TYPE_CHECKING:
     from cascade_ci.gates import GateContext
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 GATE = "freshness"
 

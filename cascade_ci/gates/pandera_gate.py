@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.gates.result import Check, GateResult, Level
+from cascade_ci.verdict import Check, GateResult, Level
 
 if TYPE_CHECKING:
     import polars as pl

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cascade_ci.catalog.base import ChangeKind
-from cascade_ci.gates.result import Check, GateResult, Level
+from cascade_ci.verdict import Check, GateResult, Level
 
 if TYPE_CHECKING:
     from pyiceberg.schema import Schema

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cascade_ci.gates.result import Check, GateResult, Verdict
+    from cascade_ci.verdict import Check, GateResult, Verdict
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -55,7 +55,7 @@ def render(verdict: Verdict) -> str:
         "cascade.base_hash": verdict.base_hash,
         "cascade.verdict": verdict.outcome,
     }
-    from cascade_ci.gates.result import GateResult
+    from cascade_ci.verdict import GateResult
 
     gates = verdict.gates or (GateResult(gate="verdict", error="no gate ran: a verdict without gates blocks"),)
     return to_xml_report_string([_suite(gate, properties) for gate in gates], encoding="utf-8")

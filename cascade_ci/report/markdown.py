@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cascade_ci.gates.result import Status
+from cascade_ci.verdict import Status
 
 if TYPE_CHECKING:
-    from cascade_ci.gates.result import Check, GateResult, TableDelta, Verdict
+    from cascade_ci.verdict import Check, GateResult, TableDelta, Verdict
 
 _ICON = {Status.PASS: "✅", Status.FAIL: "❌", Status.ERROR: "⚠️", Status.SKIPPED: "⏭️"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cascade_ci.gates.result import Verdict
+    from cascade_ci.verdict import Verdict
 
 
 def render(verdict: Verdict) -> dict[str, str]:

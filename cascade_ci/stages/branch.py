@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from cascade_ci.errors import AlreadyExistsError, NotFoundError, RefusedError
 from cascade_ci.naming import branch_name, validate_attempt
-from cascade_ci.stages.meta import (
+from cascade_ci.branch_state import (
     ATTEMPT,
     BASE_HASH,
     BRANCH,
@@ -21,7 +21,7 @@ from cascade_ci.stages.meta import (
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 SOURCES = ("sample", "nightscout", "github", "all")
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.errors import ConflictError, RefusedError
 from cascade_ci.naming import TAG_PREFIX, branch_name, promotion_tag
-from cascade_ci.stages.meta import KIND, RUN_ID, MetaKind, read_branch
+from cascade_ci.branch_state import KIND, RUN_ID, MetaKind, read_branch
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Commit
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 PROMOTION = "cascade.promotion"
 

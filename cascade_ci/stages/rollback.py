@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.errors import ConflictError, RefusedError
-from cascade_ci.stages.meta import KIND, MetaKind
+from cascade_ci.branch_state import KIND, MetaKind
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 
 @dataclass(frozen=True)

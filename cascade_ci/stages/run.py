@@ -12,8 +12,8 @@ from cascade_ci.errors import RefusedError
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.gates.result import Verdict
-    from cascade_ci.settings import Settings
+    from cascade_ci.verdict import Verdict
+    from cascade_ci.config import Settings
 
 
 @dataclass

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.errors import CascadeError, Terminal
 from cascade_ci.naming import branch_name
 from cascade_ci.pipeline.raw import schemas
-from cascade_ci.stages.meta import DBT_TESTS, KIND, MetaKind
+from cascade_ci.branch_state import DBT_TESTS, KIND, MetaKind
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
     from cascade_ci.engine.base import DbtTarget, Engine
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 MARTS = (
     "marts.fct_glucose_readings",

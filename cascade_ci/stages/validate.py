@@ -13,16 +13,16 @@ from cascade_ci import github
 from cascade_ci.catalog.base import ChangeKind
 from cascade_ci.errors import RefusedError
 from cascade_ci.gates import GateContext, run_gate
-from cascade_ci.gates.result import TableDelta, Verdict
+from cascade_ci.verdict import TableDelta, Verdict
 from cascade_ci.naming import branch_name
 from cascade_ci.report import junit, markdown, outputs
-from cascade_ci.stages.meta import KIND, VALIDATED_HASH, VERDICT, BranchState, MetaKind, read_branch
+from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, BranchState, MetaKind, read_branch
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
     from cascade_ci.catalog.base import BranchCatalog, TableChange
-    from cascade_ci.settings import Settings
+    from cascade_ci.config import Settings
 
 
 def _rows(table: Table | None) -> int | None:

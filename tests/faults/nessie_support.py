@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cascade_ci.catalog.base import BranchCatalog
 from cascade_ci.catalog.nessie import SCRATCH_PREFIX, NessieBranchCatalog
-from cascade_ci.settings import load_settings
+from cascade_ci.config import load_settings
 
 
 def open_nessie() -> NessieBranchCatalog:

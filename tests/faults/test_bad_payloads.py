@@ -28,11 +28,11 @@ from hypothesis import strategies as st
 from cascade_ci.catalog.local import LocalBranchCatalog
 from cascade_ci.errors import CascadeError, RefusedError, SourceError
 from cascade_ci.gates import pandera_gate
-from cascade_ci.gates.result import Level
+from cascade_ci.verdict import Level
 from cascade_ci.pipeline.raw import DIRECTIONS, GLUCOSE
 from cascade_ci.pipeline.schemas import MART_SCHEMAS, FactGlucoseReadings
 from cascade_ci.pipeline.sources.nightscout import entries_to_batch
-from cascade_ci.settings import load_settings
+from cascade_ci.config import load_settings
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.ingest import ingest
 from cascade_ci.stages.promote import promote

@@ -57,7 +57,7 @@ def backend(request, monkeypatch) -> str:
 
 def open_store():
     from cascade_ci.catalog import open_catalog
-    from cascade_ci.settings import load_settings
+    from cascade_ci.config import load_settings
 
     return open_catalog(load_settings())
 

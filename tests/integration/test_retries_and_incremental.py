@@ -9,7 +9,7 @@ from pyiceberg.types import LongType
 from cascade_ci.catalog import open_catalog
 from cascade_ci.gates import pandera_gate
 from cascade_ci.report import markdown
-from cascade_ci.settings import load_settings
+from cascade_ci.config import load_settings
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.ingest import ingest
 from cascade_ci.stages.transform import transform

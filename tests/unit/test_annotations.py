@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from cascade_ci.gates.result import Check, GateResult, Level, Verdict
+from cascade_ci.verdict import Check, GateResult, Level, Verdict
 from cascade_ci.stages.validate import annotate
 
 

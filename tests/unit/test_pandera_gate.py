@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 
 from cascade_ci.gates.pandera_gate import _check, _failures, _matches, rules_of
-from cascade_ci.gates.result import Level
+from cascade_ci.verdict import Level
 from cascade_ci.pipeline.schemas import FactGitHubRepoStats
 
 

@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 import pytest
 from junitparser import Error, Failure, JUnitXml, TestSuite
 
-from cascade_ci.gates.result import Check, GateResult, Level, Status, TableDelta, Verdict
+from cascade_ci.verdict import Check, GateResult, Level, Status, TableDelta, Verdict
 from cascade_ci.report import junit, markdown, outputs
 
 VALIDATED = "a1b2c3d4e5f6" + "0" * 52

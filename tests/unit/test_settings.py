@@ -1,4 +1,4 @@
-"""cascade_ci.settings: defaults, environment, `.env`, keyword overrides and ConfigError messages."""
+"""cascade_ci.config: defaults, environment, `.env`, keyword overrides and ConfigError messages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from pydantic import AliasChoices, ValidationError
 
 from cascade_ci.errors import ConfigError
-from cascade_ci.settings import (
+from cascade_ci.config import (
     GATE_NAMES,
     CatalogKind,
     Settings,

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from cascade_ci.engine.trino import TrinoEngine, catalog_name, identifier, literal, ref_prefix
-from cascade_ci.settings import load_settings
+from cascade_ci.config import load_settings
 
 
 def test_catalog_names_are_identifiers_and_distinct():

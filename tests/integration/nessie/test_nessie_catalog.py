@@ -28,7 +28,7 @@ from cascade_ci.errors import (
     ReadOnlyRefError,
     ServiceUnavailableError,
 )
-from cascade_ci.settings import load_settings
+from cascade_ci.config import load_settings
 from tests.conftest import read_rows, readings, write_rows
 from tests.fakes.http import FakeServer, unused_port
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from cascade_ci.catalog import open_catalog
 from cascade_ci.cli import cli
 from cascade_ci.engine.trino import TrinoEngine, catalog_name
-from cascade_ci.settings import load_settings
+from cascade_ci.config import load_settings
 from cascade_ci.stages.transform import MARTS
 
 

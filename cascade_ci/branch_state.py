@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Commit, Ref
-    from cascade_ci.gates.result import Verdict
+    from cascade_ci.verdict import Verdict
 
 KIND = "cascade.kind"
 RUN_ID = "cascade.run-id"
@@ -79,7 +79,7 @@ class BranchState:
 
     @cached_property
     def verdict(self) -> Verdict | None:
-        from cascade_ci.gates.result import Verdict
+        from cascade_ci.verdict import Verdict
 
         commit = self.verdict_commit
         return Verdict.from_json(commit.properties[VERDICT]) if commit else None
