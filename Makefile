@@ -10,11 +10,12 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,trino]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,trino,dlt]'
 	touch $@
 
+# The glucose + GitHub example, configured as a user's repository would be (examples/glucose-github).
 run: install
-	$(BIN)/cascade run
+	cd examples/glucose-github && $(CURDIR)/$(BIN)/cascade run
 
 test: install
 	$(BIN)/pytest
@@ -22,6 +23,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/actionlint
 	$(BIN)/zizmor --offline --quiet .
 
@@ -32,6 +34,7 @@ bench: install
 	$(BIN)/python bench/zero_copy.py
 	$(BIN)/python bench/pandera_throughput.py
 	$(BIN)/python bench/gc_scale.py
+	$(BIN)/python bench/transform_scan.py
 
 clean:
-	rm -rf $(VENV) .cascade reports
+	rm -rf $(VENV) .cascade reports examples/*/.cascade examples/*/reports

@@ -27,6 +27,7 @@ VALIDATED_HASH = "cascade.validated-hash"
 CREATED_BY = "cascade.created-by"
 BRANCH = "cascade.branch"
 DBT_TESTS = "cascade.dbt-tests"
+DBT_FRESHNESS = "cascade.dbt-freshness"
 CREATOR = "cascade-ci"
 FIRST_PAGE = 64
 HISTORY_LIMIT = 1000  # commits a pipeline branch may carry before its creation marker is looked for no further

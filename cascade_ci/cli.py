@@ -33,26 +33,35 @@ run_id_option = click.option(
 )
 
 
-DEFECT_NAMES = "duplicate_ids, out_of_range_glucose, null_ids, stale_timestamps, unknown_event_types"
+def _pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE")
+        pairs[key.strip()] = text
+    return pairs
 
 
 def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--source, --from-file and --defects, shared by `ingest` and `run`."""
+    """--source and --option, shared by `ingest` and `run`."""
     options = [
         click.option(
             "--source",
-            type=click.Choice(["sample", "nightscout", "github", "all"]),
-            default="sample",
-            show_default=True,
-            help="sample: generated data, no network; nightscout/github: their APIs; all: both APIs.",
+            "sources",
+            multiple=True,
+            metavar="NAME",
+            help="A source declared in the config (repeat, or comma-separate; `all` for every one). "
+            "Default: every source not marked `default = false`.",
         ),
         click.option(
-            "--from-file",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="Import a Nightscout JSON export instead of calling the API.",
-        ),
-        click.option(
-            "--defects", metavar="LIST", default="", help=f"Sample source only: inject defects ({DEFECT_NAMES})."
+            "-o",
+            "--option",
+            "options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            callback=_pairs,
+            help="Set a source option for this run, over the config's `options` (e.g. -o defects=duplicate_ids).",
         ),
     ]
     for option in reversed(options):
@@ -60,8 +69,9 @@ def source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
+def _names(values: tuple[str, ...]) -> list[str]:
+    """Repeated and comma-separated names as one list."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 def _emit(payload: Any, as_json: bool, text: str) -> None:
@@ -98,12 +108,26 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
     return wrapper
 
 
-def _open(**overrides: Any) -> tuple[Settings, BranchCatalog]:
-    from cascade_ci.catalog import open_catalog
+def _settings(**overrides: Any) -> Settings:
+    """The settings of the project the group's --config (or the working directory) names."""
     from cascade_ci.config import load_settings
 
-    settings = load_settings(**overrides)
-    return settings, open_catalog(settings)
+    context = click.get_current_context(silent=True)
+    config = context.find_root().params.get("config") if context else None
+    return load_settings(config, **overrides)
+
+
+def _open(**overrides: Any) -> tuple[Settings, BranchCatalog]:
+    """Settings and the catalog they name; the catalog is closed when the command ends."""
+    from cascade_ci.catalog import open_catalog
+
+    settings = _settings(**overrides)
+    catalog = open_catalog(settings)
+    context = click.get_current_context(silent=True)
+    close = getattr(catalog, "close", None)
+    if context is not None and callable(close):
+        context.call_on_close(close)
+    return settings, catalog
 
 
 def _provenance(run: Any) -> dict[str, str]:
@@ -130,14 +154,22 @@ def _parse_now(value: str | None) -> datetime:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="cascade-ci", prog_name="cascade")
-def cli() -> None:
+@click.option(
+    "--config",
+    envvar="CASCADE_CONFIG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The project config [default: the nearest cascade.toml, or pyproject.toml with [tool.cascade], "
+    "from the working directory up].",
+)
+def cli(config: Path | None) -> None:
     """Write-Audit-Publish for Iceberg tables: branch, write, validate, promote.
 
     Every workflow run writes to its own zero-copy branch pipeline/run-ID; gates judge the branch
     head; a passing verdict lets `promote` fast-forward main to exactly that data and tag it.
 
-    Settings come from flags, then environment variables, then .env (see .env.example).
-    The embedded catalog (CASCADE_CATALOG=local, the default) keeps its state in CASCADE_HOME.
+    Your project declares its sources, dbt project, schemas and checks in cascade.toml (`cascade init`
+    writes one; `cascade config check` shows what it resolves to). Flags win over environment
+    variables, which win over .env, which wins over the config file.
 
     \b
     Exit codes: 0 ok, 1 blocked or refused, 2 usage/configuration/infrastructure error.
@@ -177,17 +209,18 @@ def branch(run_id: str, attempt: int, recreate: bool, as_json: bool) -> None:
 @source_options
 @json_option
 @command
-def ingest(run_id: str, source: str, from_file: Path | None, defects: str, as_json: bool) -> None:
-    """Write one window of raw data onto the run's branch (upsert on natural keys: reruns add no duplicates).
+def ingest(run_id: str, sources: tuple[str, ...], options: dict[str, str], as_json: bool) -> None:
+    """Read the project's sources and write their tables onto the run's branch.
 
-    Raw tables: raw.glucose_entries, raw.github_user_events, raw.github_repo_stats. The window is
-    the last CASCADE_INGEST_HOURS (48). A malformed record stops the stage before anything is written.
+    Each table is upserted on its key (the source's `keys`, else the table's `unique`), so reruns add no
+    duplicates; a table without a key is appended to. The window is the last `ingest_hours` (48). Every
+    source is read before anything is written, and a failed write leaves the branch as it was.
     """
     from cascade_ci import github
     from cascade_ci.stages.ingest import ingest as run_ingest
 
     settings, catalog = _open()
-    result = run_ingest(settings, catalog, run_id, source=source, from_file=from_file, defects=_split(defects))
+    result = run_ingest(settings, catalog, run_id, sources=_names(sources), options=options)
     github.write_outputs(result.outputs())
     rows = ", ".join(f"{table} {count}" for table, count in result.rows.items())
     click.echo(f"ingested into {result.branch}: {rows or 'nothing'}", err=True)
@@ -199,7 +232,10 @@ def ingest(run_id: str, source: str, from_file: Path | None, defects: str, as_js
 @json_option
 @command
 def transform(run_id: str, as_json: bool) -> None:
-    """Run the dbt project on the run's branch: build the marts there and record every dbt test.
+    """Run the project's dbt project on the run's branch and record every dbt test there.
+
+    Every model, seed and snapshot dbt materializes as a table becomes an Iceberg table of the branch;
+    incremental models append (or merge) instead of being rebuilt.
 
     A model that fails to build stops the stage (exit 2) and publishes nothing; failing data tests
     do not stop it: the dbt gate of `cascade validate` judges them.
@@ -211,7 +247,7 @@ def transform(run_id: str, as_json: bool) -> None:
     result = run_transform(settings, catalog, run_id)
     github.write_outputs(result.outputs())
     tests = ", ".join(f"{count} {status}" for status, count in sorted(result.tests.items()))
-    click.echo(f"built {len(result.rows)} marts on {result.branch}; dbt tests: {tests}", err=True)
+    click.echo(f"built {len(result.rows)} tables on {result.branch}; dbt tests: {tests or 'none'}", err=True)
     _emit(result.to_dict(), as_json, tests)
 
 
@@ -233,9 +269,9 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     from cascade_ci.stages.validate import publish
     from cascade_ci.stages.validate import validate as run_validation
 
-    settings, catalog = _open(gates=gates, reports_dir=reports_dir)
+    settings, catalog = _open(gates=gates, reports_dir=Path(reports_dir).resolve() if reports_dir else None)
     verdict = run_validation(settings, catalog, run_id, run_url=github.RunContext.from_env().url, full=full)
-    paths = publish(verdict, settings.reports_dir, annotations=sys.stderr if as_json else sys.stdout)
+    paths = publish(verdict, settings.path(settings.reports_dir), annotations=sys.stderr if as_json else sys.stdout)
     click.echo(
         f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, "
         f"{len(verdict.checks)} checks; reports in {paths['summary'].parent}",
@@ -274,7 +310,7 @@ def promote(run_id: str, dry_run: bool, as_json: bool) -> None:
 @source_options
 @json_option
 @command
-def run_command(run_id: str | None, source: str, from_file: Path | None, defects: str, as_json: bool) -> int:
+def run_command(run_id: str | None, sources: tuple[str, ...], options: dict[str, str], as_json: bool) -> int:
     """Run the whole pipeline: branch, ingest, transform, validate, then promote if the verdict passes.
 
     Promotion happens only when AUTO_PROMOTE_ENABLED is true. Exit 0 when the run passed (promoted or
@@ -292,9 +328,8 @@ def run_command(run_id: str | None, source: str, from_file: Path | None, defects
         settings,
         catalog,
         run_id,
-        source=source,
-        from_file=from_file,
-        defects=_split(defects),
+        sources=_names(sources),
+        options=options,
         annotations=sys.stderr if as_json else sys.stdout,
         say=lambda line: click.echo(line, err=True),
         run_url=run.url,
@@ -302,7 +337,8 @@ def run_command(run_id: str | None, source: str, from_file: Path | None, defects
     )
     total = sum(result.stages.values())
     click.echo(
-        f"run {run_id}: {result.outcome} in {total:.1f} s; summary: {settings.reports_dir / 'summary.md'}", err=True
+        f"run {run_id}: {result.outcome} in {total:.1f} s; summary: {settings.path(settings.reports_dir) / 'summary.md'}",
+        err=True,
     )
     _emit(result.to_dict(), as_json, result.outcome)
     return EXIT_OK if result.outcome in ("promoted", "passed") else EXIT_DECISION
@@ -351,9 +387,9 @@ def comment(pr_number: int, summary_path: Path | None, as_json: bool) -> None:
     """
     from cascade_ci import github_api
     from cascade_ci.errors import ConfigError
-    from cascade_ci.config import load_settings
 
-    summary_path = summary_path or load_settings().reports_dir / "summary.md"
+    settings = _settings()
+    summary_path = summary_path or settings.path(settings.reports_dir) / "summary.md"
     if not summary_path.is_file():
         raise ConfigError(f"no summary at {summary_path}: run `cascade validate` first, or pass --summary")
     api = github_api.from_env()
@@ -424,6 +460,64 @@ def rollback(tag: str, as_json: bool) -> None:
     result = run_rollback(settings, catalog, tag)
     click.echo(f"{settings.main_branch} restored to {tag} as {result.main_after[:12]}", err=True)
     _emit(result.to_dict(), as_json, result.main_after)
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--example", metavar="NAME", help="Copy an example project instead (e.g. glucose-github, minimal).")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@json_option
+@command
+def init(directory: Path | None, example: str | None, force: bool, as_json: bool) -> None:
+    """Write a cascade.toml for the project in DIRECTORY (default: here), or copy an example project.
+
+    The config names a dbt project and data files when it finds them (dbt_project.yml, data/*.csv);
+    edit it, then `cascade config check` and `cascade run`.
+    """
+    from cascade_ci.scaffold import init as scaffold
+
+    written = scaffold(directory or Path.cwd(), example=example, force=force)
+    click.echo(f"wrote {len(written)} file(s) in {(directory or Path.cwd()).resolve()}", err=True)
+    _emit([str(path) for path in written], as_json, "\n".join(str(path) for path in written))
+
+
+@cli.group()
+def config() -> None:
+    """Inspect the project config (cascade.toml or [tool.cascade] in pyproject.toml)."""
+
+
+@config.command()
+@json_option
+@command
+def check(as_json: bool) -> None:
+    """Validate the config and everything it names; print it resolved, with secrets masked.
+
+    Loads every source, schema, gate, catalog and engine the config names (no data is read). Exits 2
+    naming the file, the key and the problem when anything does not resolve.
+
+    \b
+    Top-level keys (each also an environment variable, shown in brackets):
+      catalog [CASCADE_CATALOG]  engine [CASCADE_ENGINE]  home [CASCADE_HOME]
+      reports_dir [CASCADE_REPORTS_DIR]  branch_prefix [CASCADE_BRANCH_PREFIX]
+      main_branch [ICEBERG_NESSIE_REF]  gates [CASCADE_GATES]  required_gates [CASCADE_REQUIRED_GATES]
+      ingest_hours [CASCADE_INGEST_HOURS]  auto_promote_enabled  freshness_blocks_promotion
+      pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
+      validation_retry_delay_seconds  branch_retention_days  branch_retention_days_failed
+      nessie_uri  nessie_warehouse  nessie_timeout  s3_endpoint  s3_region  trino_uri  trino_user
+    Tables: [sources.NAME] [transform] [tables."ns.table"] [[checks]] [gate_options.GATE]
+    (see the README's "Use it for your own pipeline").
+    """
+    from cascade_ci.config import masked
+    from cascade_ci.config_check import problems
+    from cascade_ci.errors import ConfigError
+
+    settings = _settings()
+    found = problems(settings)
+    if found:
+        raise ConfigError(f"{len(found)} problem(s):\n  " + "\n  ".join(found))
+    resolved = masked(settings)
+    click.echo(f"{settings.config_file or 'no config file found'}: ok", err=True)
+    _emit(resolved, as_json, json.dumps(resolved, indent=2, sort_keys=True, default=str))
 
 
 def main() -> None:

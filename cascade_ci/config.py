@@ -55,15 +55,21 @@ class SourceConfig(_Section):
     """One named source. Exactly one of `python`, `dlt`, `files` or `type` says what reads it."""
 
     python: str | None = Field(None, description="`module:function` returning tables (Arrow, batches or dicts).")
-    dlt: str | None = Field(None, description="`module:attr`, a dlt source or resource (pip install 'cascade-ci[dlt]').")
+    dlt: str | None = Field(
+        None, description="`module:attr`, a dlt source or resource (pip install 'cascade-ci[dlt]')."
+    )
     files: str | None = Field(None, description="A glob of CSV, Parquet or JSON-lines files.")
-    type: str | None = Field(None, description="Another source kind: an entry point of `cascade_ci.sources` or `module:attr`.")
+    type: str | None = Field(
+        None, description="Another source kind: an entry point of `cascade_ci.sources` or `module:attr`."
+    )
     namespace: str = Field("raw", description="The namespace its tables are written to.")
     keys: dict[str, list[str]] = Field(
         default_factory=dict, description="Natural key per table; ingest upserts on it (else the table's `unique`)."
     )
     table: str | None = Field(None, description="files: one table for every matched file (default: each file's stem).")
-    format: Literal["csv", "parquet", "jsonl"] | None = Field(None, description="files: the format (default: by suffix).")
+    format: Literal["csv", "parquet", "jsonl"] | None = Field(
+        None, description="files: the format (default: by suffix)."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Passed to the source as `ctx.options`.")
     default: bool = Field(True, description="Read by `cascade ingest` when no --source is given.")
 
@@ -338,7 +344,9 @@ class _FileSource(PydanticBaseSettingsSource):
         data = interpolate(read_config(self.path), "")
         unknown = sorted(set(data) - _FILE_KEYS)
         if unknown:
-            raise ConfigError(f"{self.path}: unknown key {unknown[0]!r}; see `cascade config check --help` for the keys")
+            raise ConfigError(
+                f"{self.path}: unknown key {unknown[0]!r}; see `cascade config check --help` for the keys"
+            )
         root = self.path.parent
         for key in _PATH_KEYS:
             if key in data and isinstance(data[key], str):
@@ -381,7 +389,9 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     try:
         return Settings(**given)
     except ValidationError as e:
-        raise ConfigError("invalid settings: " + "; ".join(_describe(err, from_file, path) for err in e.errors())) from e
+        raise ConfigError(
+            "invalid settings: " + "; ".join(_describe(err, from_file, path) for err in e.errors())
+        ) from e
     finally:
         _LOADING.reset(token)
 

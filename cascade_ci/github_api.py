@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from cascade_ci.errors import CascadeError, ConfigError, Terminal, Transient
 from cascade_ci.github import mask
-from cascade_ci.pipeline.sources.github_source import DEFAULT_BASE_URL, make_client
 
 if TYPE_CHECKING:
     from github import Github
@@ -27,6 +26,29 @@ MARKER = "<!-- cascade-ci:verdict -->"
 COMMENT_LIMIT = 65_536  # GitHub rejects an issue comment body longer than this (characters)
 _CUT_NOTE = "\n\n_Comment cut at GitHub's 65,536-character limit; the full text is in reports/._"
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+DEFAULT_BASE_URL = "https://api.github.com"
+SERVER_ERRORS = (500, 502, 503, 504)
+
+
+def make_client(token: str | None, *, base_url: str = DEFAULT_BASE_URL, per_page: int = 100) -> Github:
+    """A PyGithub client that retries 5xx briefly and never sleeps through a rate limit."""
+    from github import Auth, Github
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=3,
+        backoff_factor=0.25,
+        status_forcelist=SERVER_ERRORS,
+        respect_retry_after_header=False,  # a 429/503 Retry-After of an hour must not block the job
+        raise_on_status=False,  # hand the last 5xx to PyGithub, which raises it with its status
+    )
+    auth = Auth.Token(token) if token else None
+    # Reads are sequential, so no pause between requests is needed (PyGithub's default is 0.25 s).
+    return Github(
+        auth=auth, base_url=base_url.rstrip("/"), per_page=per_page, retry=retry, seconds_between_requests=None
+    )
 
 
 class GitHubApiError(CascadeError):

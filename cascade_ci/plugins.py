@@ -66,7 +66,9 @@ def resolve(group: str, spec: str, root: Path | None = None) -> Any:
     point = _entry_points(group).get(spec)
     if point is None:
         names = ", ".join(available(group)) or "none"
-        raise PluginError(f"no {group.rsplit('.', 1)[-1][:-1]} named {spec!r} (installed: {names}; or give module:attr)")
+        raise PluginError(
+            f"no {group.rsplit('.', 1)[-1][:-1]} named {spec!r} (installed: {names}; or give module:attr)"
+        )
     try:
         return point.load()
     except ModuleNotFoundError as e:

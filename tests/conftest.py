@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from cascade_ci.catalog.local import LocalBranchCatalog
-from cascade_ci.config import _ENV_NAMES, Settings, load_settings
+from cascade_ci.config import Settings, env_name, load_settings
 
 _SCRUB = (
     "GITHUB_ACTIONS",
@@ -28,13 +28,18 @@ _SCRUB = (
     "GITHUB_SERVER_URL",
     "GITHUB_REPOSITORY",
     "GITHUB_ACTOR",
+    "GITHUB_TOKEN",
+    # the example's settings, read through ${VAR} in its cascade.toml
+    "NIGHTSCOUT_URL",
+    "NIGHTSCOUT_API_SECRET",
+    "GLUCOSE_FRESHNESS_HOURS",
 )
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No CI variables leak in, no stray .env is read, every test has its own CASCADE_HOME."""
-    settings_names = {name.upper() for name in _ENV_NAMES.values()}
+    settings_names = {env_name(name).upper() for name in Settings.model_fields}
     for name in list(os.environ):
         if name.startswith("CASCADE_") or name.upper() in settings_names or name in _SCRUB:
             monkeypatch.delenv(name, raising=False)

@@ -35,6 +35,7 @@ from cascade_ci.naming import validate_ref_name
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.local_tables import LocalRefCatalog
+    from cascade_ci.config import Settings
 
 _HASH = re.compile(r"[0-9a-f]{40}")
 _SCHEMA = """
@@ -114,6 +115,11 @@ class LocalBranchCatalog:
                     if db.execute("SELECT 1 FROM cascade_refs WHERE name = ?", (default_branch,)).fetchone() is None:
                         root = self._insert_commit(db, None, None, "initialize catalog", {}, Contents())
                         db.execute("INSERT INTO cascade_refs VALUES (?, 'branch', ?)", (default_branch, root))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalBranchCatalog:
+        """The embedded catalog in CASCADE_HOME (resolved against the project root)."""
+        return cls(settings.path(settings.home), default_branch=settings.main_branch)
 
     def _initialized(self) -> bool:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cascade_ci.errors import ServiceUnavailableError, safe_url
@@ -25,16 +26,21 @@ def _ensure_table(tables: Catalog, name: str, schema: pa.Schema) -> Table:
 
 
 def _overwrite(table: Table, rows: pa.Table, overwrite_filter: BooleanExpression | None = None) -> None:
-    """One Iceberg commit: delete what the filter matches (all rows by default), append `rows`.
-
-    A storage fault (S3 refusing or not answering) becomes ServiceUnavailableError naming the storage.
-    """
+    """One Iceberg commit: delete what the filter matches (all rows by default), append `rows`."""
     from pyiceberg.expressions import AlwaysTrue
 
-    try:
+    def overwrite() -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
             table.overwrite(rows, overwrite_filter=overwrite_filter or AlwaysTrue())
+
+    _write(table, overwrite)
+
+
+def _write(table: Table, write: Callable[[], None]) -> None:
+    """Run one table write; a storage fault (S3 refusing or not answering) becomes ServiceUnavailableError."""
+    try:
+        write()
     except OSError as e:
         location = table.location()
         storage = "the warehouse"
@@ -61,8 +67,17 @@ def key_filter(rows: pa.Table, keys: tuple[str, ...]) -> BooleanExpression:
 
 
 def upsert(tables: Catalog, name: str, rows: pa.Table, keys: tuple[str, ...]) -> None:
-    """Replace rows with the same natural key and append the rest, as one Iceberg commit."""
-    _overwrite(_ensure_table(tables, name, rows.schema), rows, key_filter(rows, keys))
+    """Replace rows with the same natural key and append the rest, as one Iceberg commit (none for no rows)."""
+    table = _ensure_table(tables, name, rows.schema)
+    if rows.num_rows:
+        _overwrite(table, rows, key_filter(rows, keys))
+
+
+def append_rows(tables: Catalog, name: str, rows: pa.Table) -> None:
+    """Append `rows` as one Iceberg append (a fast append: no file is rewritten), creating the table if needed."""
+    table = _ensure_table(tables, name, rows.schema)
+    if rows.num_rows:
+        _write(table, lambda: table.append(rows))
 
 
 def replace_table(tables: Catalog, name: str, rows: pa.Table) -> None:

@@ -1,26 +1,44 @@
-"""The embedded engine: dbt-duckdb over a scratch DuckDB file, loaded from and published to a branch.
+"""The embedded engine: dbt-duckdb over a scratch DuckDB file whose tables are the branch's, read in place.
 
-`prepare` copies the branch's raw tables (Arrow, via pyiceberg) into the DuckDB file; dbt builds the
-marts there; `publish` writes each mart back onto the branch as an Iceberg table, evolving its schema
-to match the model (so the schema gate sees a model's breaking change as one).
+`prepare` exposes every table of the branch as a DuckDB view over the Parquet data files of its Iceberg
+snapshot (planned by pyiceberg), so a model reads only the columns and row groups its SQL needs;
+nothing is copied. A table a view cannot read faithfully (delete files, renamed columns, files not on
+the local disk) is loaded through pyiceberg instead. The tables of incremental models are copied in,
+because dbt appends or merges into them, and their original content stays visible under
+`__cascade_base` so `publish` can write only what changed: an Iceberg append when rows were only
+added, an upsert on the unique key, else a replacement. `query` runs one read-only SELECT over the same
+views of any ref.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from cascade_ci.catalog.writes import replace_table
-from cascade_ci.engine.base import DbtTarget
+from cascade_ci.catalog.writes import append_rows, replace_table, upsert
+from cascade_ci.engine.base import DbtTarget, Model
+from cascade_ci.errors import ConfigError
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+    from pyiceberg.table.metadata import TableMetadata
+    from pyiceberg.types import IcebergType
 
     from cascade_ci.catalog.base import BranchCatalog
+    from cascade_ci.config import Settings
 
+log = logging.getLogger(__name__)
 
+BASE_SCHEMA = "__cascade_base"  # original content of the incremental models' tables, for `publish`
+_PREPARED = f'"{BASE_SCHEMA}"."__prepared"'  # which tables were prepared for incremental models, at which snapshot
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GLOB = re.compile(r"[*?\[\]{}]")  # read_parquet would expand these in a path
+
+Exposed = Literal["view", "empty", "copy"]
 
 
 def quoted(name: str) -> str:
@@ -31,12 +49,195 @@ def quoted(name: str) -> str:
     return ".".join(f'"{part}"' for part in parts)
 
 
-def _connect(path: Path, read_only: bool = False) -> object:
+def base_name(name: str) -> str:
+    """The view of an incremental model's table as it was on the branch: `"__cascade_base"."<ns>__<table>"`."""
+    namespace, table = quoted(name).replace('"', "").split(".")
+    return f'"{BASE_SCHEMA}"."{namespace}__{table}"'
+
+
+def _ident(name: str) -> str:
+    """Any column name as a DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _connect(path: Path | str, read_only: bool = False) -> Any:
     import duckdb
 
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def duckdb_type(field_type: IcebergType) -> str | None:
+    """The DuckDB type an Iceberg type reads as, or None when there is none to cast to."""
+    from pyiceberg import types as t
+
+    simple = {
+        t.BooleanType: "BOOLEAN",
+        t.IntegerType: "INTEGER",
+        t.LongType: "BIGINT",
+        t.FloatType: "FLOAT",
+        t.DoubleType: "DOUBLE",
+        t.DateType: "DATE",
+        t.TimeType: "TIME",
+        t.TimestampType: "TIMESTAMP",
+        t.TimestamptzType: "TIMESTAMPTZ",
+        t.TimestampNanoType: "TIMESTAMP_NS",
+        t.StringType: "VARCHAR",
+        t.UUIDType: "UUID",
+        t.BinaryType: "BLOB",
+        t.FixedType: "BLOB",
+    }
+    if type(field_type) in simple:
+        return simple[type(field_type)]
+    if isinstance(field_type, t.DecimalType):
+        return f"DECIMAL({field_type.precision}, {field_type.scale})"
+    if isinstance(field_type, t.StructType):
+        members = [(f.name, duckdb_type(f.field_type)) for f in field_type.fields]
+        if not members or any(kind is None for _, kind in members):
+            return None
+        return "STRUCT(" + ", ".join(f"{_ident(name)} {kind}" for name, kind in members) + ")"
+    if isinstance(field_type, t.ListType):
+        element = duckdb_type(field_type.element_type)
+        return None if element is None else f"{element}[]"
+    if isinstance(field_type, t.MapType):
+        key, value = duckdb_type(field_type.key_type), duckdb_type(field_type.value_type)
+        return None if key is None or value is None else f"MAP({key}, {value})"
+    return None
+
+
+def names_compatible(metadata: TableMetadata) -> bool:
+    """True if files written under any of the table's schemas can be read by column name under the current one.
+
+    Every field id keeps one (full) name and every name one field id across the schema history (added and
+    dropped columns are fine; a rename, or a name reused for a new column, is not), and nested columns
+    keep their type (DuckDB reads nested types by position, not id).
+    """
+    from pyiceberg.schema import index_by_id, index_name_by_id
+    from pyiceberg.types import NestedField, PrimitiveType
+
+    names: dict[int, str] = {}
+    ids: dict[str, int] = {}
+    nested: dict[int, Any] = {}
+    for schema in metadata.schemas:
+        for field_id, name in index_name_by_id(schema).items():
+            if names.setdefault(field_id, name) != name or ids.setdefault(name, field_id) != field_id:
+                return False
+        for field_id, field in index_by_id(schema).items():
+            if isinstance(field, NestedField) and not isinstance(field.field_type, PrimitiveType):
+                if nested.setdefault(field_id, field.field_type) != field.field_type:
+                    return False
+    return True
+
+
+def _local_parquet_files(table: Table, tasks: list[Any]) -> list[str] | None:
+    """The local paths of the tasks' data files, or None when a view over them would read them wrong."""
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+    from pyiceberg.manifest import FileFormat
+
+    files = []
+    for task in tasks:
+        if task.delete_files or task.file.file_format != FileFormat.PARQUET:
+            return None
+        scheme, _, path = PyArrowFileIO.parse_location(task.file.file_path, table.io.properties)
+        if scheme not in ("", "file") or _GLOB.search(path):
+            return None
+        files.append(path)
+    return files
+
+
+def _create_empty(con: Any, target: str, schema: Schema) -> None:
+    columns = [(field.name, duckdb_type(field.field_type)) for field in schema.fields]
+    if columns and all(kind is not None for _, kind in columns):
+        con.execute(f"CREATE TABLE {target} ({', '.join(f'{_ident(n)} {k}' for n, k in columns)})")
+    else:
+        _copy(con, target, schema.as_arrow().empty_table())
+
+
+def _copy(con: Any, target: str, rows: Any) -> None:
+    """A real DuckDB table `target` holding `rows` (an Arrow table or record batch reader)."""
+    con.register("__cascade_incoming", rows)
+    try:
+        con.execute(f"CREATE TABLE {target} AS SELECT * FROM __cascade_incoming")  # noqa: S608 (quoted identifier)
+    finally:
+        con.unregister("__cascade_incoming")
+
+
+def _create_view(con: Any, target: str, schema: Schema, files: list[str]) -> bool:
+    """`CREATE VIEW target` over `files`, the current columns in order and types; False if DuckDB cannot."""
+    import duckdb
+
+    source = (
+        f"read_parquet([{', '.join(_literal(f) for f in files)}], union_by_name = true, hive_partitioning = false)"
+    )
+    try:
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}  # noqa: S608
+        columns = []
+        for field in schema.fields:
+            kind = duckdb_type(field.field_type)
+            value = _ident(field.name) if field.name in present else "NULL"  # added after these files were written
+            columns.append(f"CAST({value} AS {kind}) AS {_ident(field.name)}")
+        con.execute(f"CREATE VIEW {target} AS SELECT {', '.join(columns)} FROM {source}")  # noqa: S608
+    except duckdb.Error as e:
+        log.debug("no view for %s, loading it instead: %s", target, e)
+        return False
+    return True
+
+
+def expose(con: Any, table: Table, target: str) -> tuple[Exposed, list[str]]:
+    """Make `target` (quoted) show the table's current snapshot; return how, and the files a view reads."""
+    schema = table.schema()
+    if table.current_snapshot() is None:
+        _create_empty(con, target, schema)
+        return "empty", []
+    scan = table.scan()
+    tasks = list(scan.plan_files())
+    if not tasks:
+        _create_empty(con, target, schema)
+        return "empty", []
+    files = _local_parquet_files(table, tasks)
+    if (
+        files is not None
+        and all(duckdb_type(field.field_type) for field in schema.fields)
+        and names_compatible(table.metadata)
+        and _create_view(con, target, schema, files)
+    ):
+        return "view", files
+    _copy(con, target, scan.to_arrow_batch_reader())
+    return "copy", []
+
+
+def branch_tables(tables: Catalog) -> list[str]:
+    """Every `namespace.table` of the ref (the tables a plain `schema.table` cannot name are skipped, logged)."""
+    names = []
+    for namespace in tables.list_namespaces():
+        for identifier in tables.list_tables(namespace):
+            name = ".".join(identifier)
+            if len(identifier) == 2 and all(_IDENTIFIER.fullmatch(part) for part in identifier):
+                names.append(name)
+            else:
+                log.warning("table %r is not exposed to SQL: not a plain namespace.table name", name)
+    return sorted(names)
+
+
+def expose_all(con: Any, tables: Catalog, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Expose every table of the ref but `skip`; return the data files the views read."""
+    files: list[str] = []
+    schemas: set[str] = set()
+    for name in branch_tables(tables):
+        if name in skip:
+            continue
+        namespace = name.split(".")[0]
+        if namespace not in schemas:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
+            schemas.add(namespace)
+        _, read = expose(con, tables.load_table(name), quoted(name))
+        files.extend(read)
+    return files
 
 
 class DuckDbEngine:
@@ -50,20 +251,40 @@ class DuckDbEngine:
         self.path = self.work_dir / "cascade.duckdb"
         self.threads = threads
 
-    def prepare(self, branch: str, sources: dict[str, pa.Schema]) -> DbtTarget:
-        """Load the branch's raw tables into a fresh DuckDB file (a table not on the branch comes in empty)."""
+    @classmethod
+    def from_settings(cls, settings: Settings, catalog: BranchCatalog) -> DuckDbEngine:
+        """The engine of a project: its DuckDB file under CASCADE_HOME/dbt, dbt's threads as configured."""
+        threads = settings.transform.threads if settings.transform is not None else 2
+        return cls(catalog, settings.path(settings.home) / "dbt", threads=threads)
+
+    def prepare(self, branch: str, incremental: list[str] | None = None) -> DbtTarget:
+        """A fresh DuckDB file showing every table of the branch; the incremental models' tables copied in."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.path.unlink(missing_ok=True)
+        for stale in (self.path, self.path.with_name(self.path.name + ".wal")):
+            stale.unlink(missing_ok=True)
         tables = self.catalog.tables(branch)
+        present = set(branch_tables(tables))
+        copied = sorted({name for name in incremental or () if name in present})
         con = _connect(self.path)
         try:
-            for name, schema in sources.items():
-                target = quoted(name)
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
-                rows = tables.load_table(name).scan().to_arrow() if tables.table_exists(name) else schema.empty_table()
-                con.register("incoming", rows)
-                con.execute(f"CREATE TABLE {target} AS SELECT * FROM incoming")  # noqa: S608 (quoted identifier)
-                con.unregister("incoming")
+            expose_all(con, tables, skip=frozenset(copied))
+            con.execute(f'CREATE SCHEMA "{BASE_SCHEMA}"')
+            con.execute(f"CREATE TABLE {_PREPARED} (name VARCHAR PRIMARY KEY, snapshot_id BIGINT)")
+            bases: dict[str, str] = {}
+            for name in copied:
+                table = tables.load_table(name)
+                base = base_name(name)
+                if base in bases:
+                    raise ConfigError(f"incremental models {bases[base]!r} and {name!r} would share the view {base}")
+                bases[base] = name
+                expose(con, table, base)
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{name.split(".")[0]}"')
+                con.execute(f"CREATE TABLE {quoted(name)} AS SELECT * FROM {base}")  # noqa: S608
+                snapshot = table.current_snapshot()
+                con.execute(
+                    f"INSERT INTO {_PREPARED} VALUES (?, ?)",  # noqa: S608
+                    [name, snapshot.snapshot_id if snapshot else None],
+                )
         finally:
             con.close()
         output = {
@@ -75,17 +296,93 @@ class DuckDbEngine:
         }
         return DbtTarget(output=output)
 
-    def publish(self, branch: str, models: list[str]) -> dict[str, int]:
-        """Write each built model onto the branch, replacing the table's rows."""
+    def publish(self, branch: str, models: list[Model]) -> dict[str, int]:
+        """Write each built model onto the branch; return each table's rows after publishing."""
+        tables = self.catalog.tables(branch)
         con = _connect(self.path, read_only=True)
         try:
-            built = {name: con.sql(f"SELECT * FROM {quoted(name)}").to_arrow_table() for name in models}  # noqa: S608
+            prepared = dict(con.execute(f"SELECT name, snapshot_id FROM {_PREPARED}").fetchall())  # noqa: S608
+            counts = {}
+            for model in models:
+                target = quoted(model.table)
+                counts[model.table] = int(con.execute(f"SELECT count(*) FROM {target}").fetchone()[0])  # noqa: S608
+                if model.materialized == "incremental" and model.table in prepared:
+                    how = self._publish_increment(con, tables, model, prepared[model.table])
+                else:
+                    replace_table(tables, model.table, con.sql(f"SELECT * FROM {target}").to_arrow_table())  # noqa: S608
+                    how = "replaced"
+                log.info("published %s (%s model): %s", model.table, model.materialized, how)
         finally:
             con.close()
-        tables = self.catalog.tables(branch)
-        for name, rows in built.items():
-            replace_table(tables, name, rows)
-        return {name: rows.num_rows for name, rows in built.items()}
+        return counts
+
+    def _publish_increment(self, con: Any, tables: Catalog, model: Model, snapshot_id: int | None) -> str:
+        """Write what the incremental model changed: append, upsert on its unique key, else replace. Returns which."""
+        target, base = quoted(model.table), base_name(model.table)
+        built = con.execute(f"DESCRIBE {target}").fetchall()
+        before = con.execute(f"DESCRIBE {base}").fetchall()
+        table = tables.load_table(model.table) if tables.table_exists(model.table) else None
+        current = table.current_snapshot() if table is not None else None
+        unchanged_since = table is not None and (current.snapshot_id if current else None) == snapshot_id
+        if not unchanged_since or sorted(row[:2] for row in built) != sorted(row[:2] for row in before):
+            replace_table(tables, model.table, con.sql(f"SELECT * FROM {target}").to_arrow_table())  # noqa: S608
+            return "replaced (schema or table changed)"
+        columns = ", ".join(_ident(row[0]) for row in before)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __cascade_added AS "  # noqa: S608
+            f"SELECT {columns} FROM {target} EXCEPT ALL SELECT {columns} FROM {base}"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __cascade_removed AS "  # noqa: S608
+            f"SELECT {columns} FROM {base} EXCEPT ALL SELECT {columns} FROM {target}"
+        )
+        removed = con.execute("SELECT count(*) FROM __cascade_removed").fetchone()[0]
+        added = con.sql("SELECT * FROM __cascade_added").to_arrow_table()
+        if removed == 0:
+            append_rows(tables, model.table, added)
+            return f"appended {added.num_rows} rows"
+        keys = model.unique_key
+        if keys and all(key in added.schema.names for key in keys):
+            match = " AND ".join(f"a.{_ident(key)} = r.{_ident(key)}" for key in keys)
+            keyed = f"EXISTS (SELECT 1 FROM __cascade_added a WHERE {match})"
+            matched = con.execute(f"SELECT count(*) FROM __cascade_removed r WHERE {keyed}").fetchone()[0]  # noqa: S608
+            replaced = con.execute(f"SELECT count(*) FROM {base} r WHERE {keyed}").fetchone()[0]  # noqa: S608
+            # The upsert deletes every row whose key is among the added rows': exactly the removed ones.
+            if removed == matched == replaced:
+                upsert(tables, model.table, added, tuple(keys))
+                return f"upserted {added.num_rows} rows on {', '.join(keys)}"
+        replace_table(tables, model.table, con.sql(f"SELECT * FROM {target}").to_arrow_table())  # noqa: S608
+        return f"replaced ({removed} rows removed)"
+
+    def query(self, ref: str, sql: str) -> list[tuple[Any, ...]]:
+        """Run one SELECT over the tables at `ref` in a scratch in-memory DuckDB; anything else is refused.
+
+        Read-only twice over: the statement must parse as exactly one SELECT (so no CREATE, INSERT, COPY,
+        ATTACH, SET, PRAGMA...), and once the views exist the connection loses file access (only the views'
+        data files stay readable) and its configuration is locked.
+        """
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            files = expose_all(con, self.catalog.tables(ref))
+            con.execute(f"SET allowed_paths = [{', '.join(_literal(f) for f in sorted(set(files)))}]")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            try:
+                statements = con.extract_statements(sql)
+            except duckdb.Error as e:
+                raise ConfigError(f"SQL on {ref!r} does not parse: {e}") from e
+            kinds = [statement.type.name for statement in statements]
+            if kinds != ["SELECT"]:
+                raise ConfigError(f"only one SELECT can run on {ref!r}; got {', '.join(kinds) or 'no statement'}")
+            try:
+                return con.execute(statements[0]).fetchall()
+            except duckdb.Error as e:
+                raise ConfigError(f"SQL on {ref!r} failed: {e}") from e
+        finally:
+            con.close()
 
     def close(self) -> None:
         """Nothing is held open between calls."""

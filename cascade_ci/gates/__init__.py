@@ -1,56 +1,49 @@
-"""Validation gates. Each gate module exposes `run(ctx) -> GateResult`; they are imported only when run."""
+"""Validation gates, resolved by name through the `cascade_ci.gates` entry points (or `module:attr`).
+
+Built-ins (schema, pandera, dbt, freshness, sql) register exactly as a third-party gate would; each is a
+module with `name` and `run(ctx) -> GateResult`, imported only when run.
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
+from cascade_ci.gates.base import Gate, GateContext
 from cascade_ci.verdict import GateResult
 
-if TYPE_CHECKING:
-    from cascade_ci.catalog.base import BranchCatalog, TableChange
-    from cascade_ci.config import Settings
-    from cascade_ci.branch_state import BranchState
+__all__ = ["Gate", "GateContext", "load_gate", "run_gate"]
 
 logger = logging.getLogger(__name__)
-
-GATE_MODULES = {
-    "schema": "cascade_ci.gates.schema_gate",
-    "dbt": "cascade_ci.gates.dbt_gate",
-    "pandera": "cascade_ci.gates.pandera_gate",
-    "freshness": "cascade_ci.gates.freshness_gate",
-}
-
-
-@dataclass(frozen=True)
-class GateContext:
-    """What a gate may look at: the branch head being judged and its base."""
-
-    settings: Settings
-    catalog: BranchCatalog
-    branch: str
-    head_hash: str
-    base_hash: str
-    changes: tuple[TableChange, ...]
-    state: BranchState
-    full: bool = False  # validate every row, even of tables the branch only appended to
-    now: datetime | None = None
 
 
 def _describe(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(error)).strip()
 
 
+def load_gate(name: str, ctx: GateContext) -> Gate:
+    """The gate `name` names: an entry point of `cascade_ci.gates` or `module:attr` (a class is instantiated).
+
+    Raises ConfigError (PluginError, MissingExtraError) when it resolves to nothing that can run.
+    """
+    from cascade_ci.plugins import PluginError, resolve
+
+    gate = resolve("cascade_ci.gates", name, ctx.settings.root)
+    if isinstance(gate, type):
+        gate = gate()
+    if not callable(getattr(gate, "run", None)):
+        raise PluginError(f"{name!r} is not a gate: it has no run(ctx) method")
+    return gate
+
+
 def run_gate(name: str, ctx: GateContext, sleep: Callable[[float], None] = time.sleep) -> GateResult:
     """Run one gate. Transient faults are retried (VALIDATION_RETRY_*); data failures never are.
 
-    An exception that outlives the retries becomes an infrastructure error of the gate, never a pass.
+    A gate that cannot be resolved, and an exception that outlives the retries, become an infrastructure
+    error of the gate, never a pass.
     """
     from cascade_ci.errors import is_transient
 
@@ -58,13 +51,19 @@ def run_gate(name: str, ctx: GateContext, sleep: Callable[[float], None] = time.
     settings = ctx.settings
     attempts = settings.validation_retry_max_attempts if settings.validation_retry_enabled else 1
     retries: list[str] = []
-    if name not in GATE_MODULES:
-        result = GateResult(gate=name, error=f"gate {name!r} is not available in this build")
+    try:
+        gate = load_gate(name, ctx)
+    except Exception as e:
+        result = GateResult(gate=name, error=f"gate {name!r} cannot be loaded: {_describe(e)}")
     else:
-        module = importlib.import_module(GATE_MODULES[name])
+        label = getattr(gate, "name", None) or name
         for attempt in range(1, attempts + 1):
             try:
-                result = module.run(ctx)
+                result = gate.run(ctx)
+                if not isinstance(result, GateResult):
+                    result = GateResult(
+                        gate=label, error=f"gate {name!r} returned {type(result).__name__}, not a GateResult"
+                    )
                 break
             except Exception as e:
                 if attempt < attempts and is_transient(e):
@@ -73,9 +72,9 @@ def run_gate(name: str, ctx: GateContext, sleep: Callable[[float], None] = time.
                         f"attempt {attempt} of {attempts} hit a transient fault ({_describe(e)}); "
                         f"retried after {delay:g} s"
                     )
-                    logger.warning("%s gate: %s", name, retries[-1])
+                    logger.warning("%s gate: %s", label, retries[-1])
                     sleep(delay)
                     continue
-                result = GateResult(gate=name, error=_describe(e))
+                result = GateResult(gate=label, error=_describe(e))
                 break
     return replace(result, duration_s=round(time.perf_counter() - started, 3), retries=tuple(retries))

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from cascade_ci.verdict import Check, GateResult, Level
 from cascade_ci.pipeline.raw import EVENTS, GLUCOSE, REPO_STATS
+from cascade_ci.verdict import Check, GateResult, Level
 
 if TYPE_CHECKING:
-    from cascade_ci.gates import GateContext
     from cascade_ci.config import Settings
+    from cascade_ci.gates import GateContext
 
 GATE = "freshness"
 

@@ -1,4 +1,8 @@
-"""Pandera schemas as a gate: lazy validation of every mart, one check per column rule, severity per column.
+"""Pandera schemas as a gate: every table the config declares a `schema` or `unique` for is validated.
+
+Lazy validation, one check per column rule, severity per column (`metadata: {severity: warning}`). Tables
+not declared are not judged, and a declared table absent at the head is not reported (the schema gate
+judges a table the branch dropped). A schema that cannot be loaded is an error of the gate.
 
 A table the branch only appended to since its base is validated incrementally: row rules run on the
 added rows only, and each unique key's new values are also checked against the old rows, so a
@@ -9,6 +13,7 @@ reads no old file at all. `full=True` validates every row.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +25,12 @@ if TYPE_CHECKING:
     from pandera.api.polars.container import DataFrameSchema
     from pyiceberg.table import DataScan, Table
 
-    from cascade_ci.gates import GateContext
+    from cascade_ci.gates.base import GateContext
 
 GATE = "pandera"
+name = GATE
 SAMPLE_SIZE = 5
+WARNING = ("warning", "warn")
 
 
 @dataclass(frozen=True)
@@ -34,22 +41,26 @@ class Rule:
     name: str
     prefix: str  # what pandera's failure_cases `check` column starts with
     severity: str
+    keys: tuple[str, ...] = ()  # the key a uniqueness rule guards
 
 
 def rules_of(schema: DataFrameSchema) -> list[Rule]:
     """Every rule the schema enforces, in a stable order (these are the JUnit test cases)."""
     rules = []
-    for name, column in schema.columns.items():
-        severity = (column.metadata or {}).get("severity", "error")
-        rules.append(Rule(name, "dtype", "dtype(", severity))
+    for column_name, column in schema.columns.items():
+        severity = str((column.metadata or {}).get("severity", "error"))
+        if column.dtype is not None:
+            rules.append(Rule(column_name, "dtype", "dtype(", severity))
         if not column.nullable:
-            rules.append(Rule(name, "not_null", "not_nullable", severity))
+            rules.append(Rule(column_name, "not_null", "not_nullable", severity))
         if column.unique:
-            rules.append(Rule(name, "unique", "field_uniqueness", severity))
-        rules += [Rule(name, check.name, check.name, severity) for check in column.checks]
-        rules.append(Rule(name, "present", "column_in_dataframe", severity))
+            rules.append(Rule(column_name, "unique", "field_uniqueness", severity, (column_name,)))
+        rules += [Rule(column_name, check.name, check.name, severity) for check in column.checks]
+        rules.append(Rule(column_name, "present", "column_in_dataframe", severity))
+    rules += [Rule(None, check.name, check.name, "error") for check in schema.checks]
     if schema.unique:
-        rules.append(Rule(None, "unique:" + ",".join(schema.unique), "multiple_fields_uniqueness", "error"))
+        keys = tuple(schema.unique)
+        rules.append(Rule(None, "unique:" + ",".join(keys), "multiple_fields_uniqueness", "error", keys))
     return rules
 
 
@@ -63,9 +74,8 @@ def _failures(schema: DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame | No
     return None
 
 
-def _matches(rule: Rule, failures: pl.DataFrame | None) -> list[Any]:
-    if failures is None:
-        return []
+def _mask(rule: Rule) -> pl.Expr:
+    """The failure_cases rows that belong to `rule`."""
     import polars as pl
 
     if rule.name == "present":  # a missing column is reported against the schema, naming the column
@@ -74,14 +84,43 @@ def _matches(rule: Rule, failures: pl.DataFrame | None) -> list[Any]:
         column = pl.col("schema_context") == "DataFrameSchema"
     else:
         column = pl.col("column") == rule.column
-    hits = failures.filter(column & pl.col("check").str.starts_with(rule.prefix))
-    values = hits["failure_case"].to_list()
+    return column & pl.col("check").str.starts_with(rule.prefix)
+
+
+def _null_key(row: str | None, keys: tuple[str, ...]) -> bool:
+    """True if a compound-uniqueness failure (the row as JSON) has a null in the key."""
+    values = json.loads(row) if row else {}
+    return any(values.get(key) is None for key in keys)
+
+
+def _matches(rule: Rule, failures: pl.DataFrame | None) -> list[Any]:
+    if failures is None:
+        return []
+    values = failures.filter(_mask(rule))["failure_case"].to_list()
     # Like SQL's UNIQUE, nulls are not duplicates of each other: `not_null` reports them.
-    return [v for v in values if v is not None] if rule.name == "unique" else values
+    if rule.name == "unique":
+        return [v for v in values if v is not None]
+    if rule.column is None and rule.keys:
+        return [v for v in values if not _null_key(v, rule.keys)]
+    return values
+
+
+def _unmatched(table: str, rules: list[Rule], failures: pl.DataFrame | None, scope: str) -> list[Check]:
+    """A failing `schema` check for failures no rule names (e.g. `strict`), so that none passes unseen."""
+    import polars as pl
+
+    if failures is None:
+        return []
+    rest = failures.filter(~pl.any_horizontal([_mask(rule) for rule in rules])) if rules else failures
+    if rest.is_empty():
+        return []
+    kinds = ", ".join(sorted(set(rest["check"].to_list())))
+    message = f"{rest.height} failures in {scope}: {kinds}"
+    return [Check(GATE, table, "schema", Level.ERROR, False, message, observed=rest.height, expected=0)]
 
 
 def _level(rule: Rule, critical: str) -> Level:
-    return Level.ERROR if rule.severity == "error" or critical == "warning" else Level.WARN
+    return Level.WARN if rule.severity in WARNING and critical != "warning" else Level.ERROR
 
 
 def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str) -> Check:
@@ -157,15 +196,6 @@ def _collisions(table: Table, base_id: int, new_rows: pa.Table, keys: tuple[str,
     return old.join(distinct, keys=list(keys), join_type="inner").group_by(list(keys)).aggregate([]).to_pylist()
 
 
-def _unique_keys(rule: Rule, schema: DataFrameSchema) -> tuple[str, ...] | None:
-    """The key a uniqueness rule guards, or None for any other rule."""
-    if rule.name == "unique" and rule.column is not None:
-        return (rule.column,)
-    if rule.column is None and rule.name.startswith("unique:"):
-        return tuple(schema.unique or ())
-    return None
-
-
 def validate_table(ctx: GateContext, table_name: str, schema: DataFrameSchema) -> list[Check]:
     """Checks for one table: incremental when the branch only appended to it, otherwise full."""
     import polars as pl
@@ -189,26 +219,25 @@ def validate_table(ctx: GateContext, table_name: str, schema: DataFrameSchema) -
     failures = _failures(schema, pl.from_arrow(rows))
     critical = str(ctx.settings.pandera_critical_level)
     checks = []
-    for rule in rules_of(schema):
+    rules = rules_of(schema)
+    for rule in rules:
         failing = _matches(rule, failures)
-        keys = _unique_keys(rule, schema)
-        if incremental and base_id is not None and keys:
-            failing += _collisions(table, base_id, rows, keys)
+        if incremental and base_id is not None and rule.keys:
+            failing += _collisions(table, base_id, rows, rule.keys)
         checks.append(_check(table_name, rule, failing, critical, scope))
-    return checks
+    return checks + _unmatched(table_name, rules, failures, scope)
 
 
 def run(ctx: GateContext) -> GateResult:
-    """Validate every mart present at the head; a mart missing there is a failing check."""
-    from cascade_ci.pipeline.schemas import MART_SCHEMAS
+    """Validate every declared table present at the head; every schema is loaded first, so a bad one is an error."""
+    from cascade_ci.gates.pandera_schemas import schema_for
 
+    settings = ctx.settings
+    declared = {table: config for table, config in sorted(settings.tables.items()) if config.schema_ or config.unique}
+    schemas = {table: schema_for(table, config, settings) for table, config in declared.items()}
     head = ctx.catalog.tables(ctx.head_hash)
     checks: list[Check] = []
-    for table_name, model in MART_SCHEMAS.items():
-        if not head.table_exists(table_name):
-            checks.append(
-                Check(GATE, table_name, "table_present", Level.ERROR, False, "the mart is missing on the branch")
-            )
-            continue
-        checks += validate_table(ctx, table_name, model.to_schema())
+    for table_name, schema in schemas.items():
+        if head.table_exists(table_name):
+            checks += validate_table(ctx, table_name, schema)
     return GateResult(gate=GATE, checks=tuple(checks))

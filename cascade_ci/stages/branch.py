@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.errors import AlreadyExistsError, NotFoundError, RefusedError
-from cascade_ci.naming import branch_name, validate_attempt
 from cascade_ci.branch_state import (
     ATTEMPT,
     BASE_HASH,
@@ -18,6 +16,8 @@ from cascade_ci.branch_state import (
     MetaKind,
     read_branch,
 )
+from cascade_ci.errors import AlreadyExistsError, NotFoundError, RefusedError
+from cascade_ci.naming import branch_name, validate_attempt
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from cascade_ci.branch_state import RUN_ID, read_branch
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.errors import ConflictError, NotFoundError, ServiceUnavailableError
-from cascade_ci.branch_state import RUN_ID, read_branch
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Ref
-    from cascade_ci.github_api import RunStatus
     from cascade_ci.config import Settings
+    from cascade_ci.github_api import RunStatus
 
 
 @dataclass(frozen=True)

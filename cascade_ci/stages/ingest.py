@@ -1,36 +1,34 @@
-"""Ingest stage: read a source, write raw Iceberg tables on the run's branch, idempotently.
+"""Ingest stage: read the project's sources, write their tables onto the run's branch, idempotently.
 
-Rows are upserted on each table's natural key (a delete of matching keys and an append, in one
-Iceberg commit), so re-ingesting a window adds no duplicates. A failed write undoes the stage's
-earlier writes with a restoring commit: nothing partial stays on the branch.
+Every source is read before anything is written. Rows are upserted on each table's key (a delete of
+matching keys and an append, in one Iceberg commit), so re-ingesting a window adds no duplicates; a table
+without a key is appended to. A failed write undoes the stage's earlier writes with a restoring commit:
+nothing partial stays on the branch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.catalog.writes import upsert
-from cascade_ci.errors import ConfigError
+from cascade_ci.catalog.writes import append_rows, upsert
+from cascade_ci.errors import ConfigError, SourceError
 from cascade_ci.naming import branch_name
-from cascade_ci.pipeline.raw import NATURAL_KEYS, RawBatch, schemas
+from cascade_ci.sources.base import SourceContext, build_source, to_arrow
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.config import Settings
-
-SOURCES = ("sample", "nightscout", "github", "all")
+    from cascade_ci.config import Settings, SourceConfig
 
 
 @dataclass(frozen=True)
 class IngestResult:
     branch: str
-    source: str
+    sources: list[str]
     rows: dict[str, int]
     head_hash: str
 
@@ -41,87 +39,99 @@ class IngestResult:
         return {"branch": self.branch, "head_hash": self.head_hash, "rows": str(sum(self.rows.values()))}
 
 
-def read_source(
+@dataclass(frozen=True)
+class TableWrite:
+    """Rows for one table and the key they are upserted on (empty: appended)."""
+
+    table: str
+    rows: pa.Table
+    keys: tuple[str, ...]
+
+
+def selected(settings: Settings, names: Iterable[str] = ()) -> dict[str, SourceConfig]:
+    """The sources to read: those named (`all` for every one), else every source not marked `default = false`."""
+    wanted = [name for name in names if name]
+    if not settings.sources:
+        where = settings.config_file or "cascade.toml (none found)"
+        raise ConfigError(f"no sources are declared in {where}: add a [sources.NAME] table")
+    if not wanted:
+        return {name: config for name, config in settings.sources.items() if config.default}
+    if "all" in wanted:
+        return dict(settings.sources)
+    unknown = [name for name in wanted if name not in settings.sources]
+    if unknown:
+        raise ConfigError(f"unknown source(s) {unknown}; declared: {', '.join(settings.sources)}")
+    return {name: settings.sources[name] for name in wanted}
+
+
+def _qualified(table: str, namespace: str) -> str:
+    return table if "." in table else f"{namespace}.{table}"
+
+
+def _key(settings: Settings, config: SourceConfig, source: Any, table: str) -> tuple[str, ...]:
+    """The key a table is upserted on: the source's `keys`, else the table's `unique`, else the source's own."""
+    short = table.split(".", 1)[1]
+    declared = config.keys.get(table) or config.keys.get(short)
+    if declared:
+        return tuple(declared)
+    if table in settings.tables and settings.tables[table].unique:
+        return tuple(settings.tables[table].unique)
+    own = getattr(source, "keys", None)
+    return tuple(own(short)) if callable(own) else ()
+
+
+def read_sources(
     settings: Settings,
-    source: str,
-    now: datetime,
-    from_file: Path | None = None,
-    defects: Iterable[str] = (),
-) -> RawBatch:
-    """Fetch one window of raw rows from `source` (all checked before anything is written)."""
-    since = now - timedelta(hours=settings.ingest_hours)
-    if from_file is not None:
-        from cascade_ci.pipeline.sources import nightscout
+    run_id: str,
+    names: Iterable[str] = (),
+    options: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> list[TableWrite]:
+    """Read every selected source for one window (nothing is written). `options` override each source's options."""
+    until = now or datetime.now(UTC)
+    since = until - timedelta(hours=settings.ingest_hours)
+    writes: dict[str, TableWrite] = {}
+    for name, config in selected(settings, names).items():
+        source = build_source(name, config, settings)
+        ctx = SourceContext(name, since, until, run_id, settings.root, {**config.options, **(options or {})})
+        for table, rows in source.read(ctx).items():
+            full = _qualified(str(table), config.namespace)
+            try:
+                data = to_arrow(rows)
+            except (TypeError, ValueError) as e:
+                raise SourceError(f"source {name!r} returned rows for {full} that are not tabular: {e}") from e
+            if full in writes:
+                import pyarrow as pa
 
-        return nightscout.load_export(from_file)
-    if source == "sample":
-        from cascade_ci.pipeline.sources import sample
-
-        wanted = list(defects) or [d.strip() for d in settings.sample_defects.split(",") if d.strip()]
-        return sample.generate(now, seed=settings.sample_seed, hours=settings.ingest_hours, defects=wanted)
-    if defects:
-        raise ConfigError("--defects applies to the sample source only")
-    batch = RawBatch()
-    if source in ("nightscout", "all"):
-        from cascade_ci.pipeline.sources import nightscout
-
-        if not settings.nightscout_url:
-            raise ConfigError("NIGHTSCOUT_URL is not set; it is needed for --source nightscout")
-        secret = settings.nightscout_api_secret.get_secret_value() if settings.nightscout_api_secret else None
-        batch = batch.merge(nightscout.fetch_entries(settings.nightscout_url, secret, since, now))
-    if source in ("github", "all"):
-        from cascade_ci.pipeline.sources import github_source
-
-        token = settings.github_token.get_secret_value() if settings.github_token else None
-        users = [u.strip() for u in settings.github_users.split(",") if u.strip()]
-        repos = [r.strip() for r in settings.github_repos.split(",") if r.strip()]
-        batch = batch.merge(github_source.fetch_user_events(token, users, base_url=settings.github_api_url))
-        batch = batch.merge(github_source.fetch_repo_stats(token, repos, base_url=settings.github_api_url))
-    return batch
-
-
-def _stamped(name: str, rows: pa.Table, ingested_at: datetime, source: str) -> pa.Table:
-    """`rows` in the raw schema's column order and types, with ingest's own columns filled in."""
-    import pyarrow as pa
-
-    schema = schemas()[name]
-    columns = []
-    for field in schema:
-        if field.name == "ingested_at":
-            columns.append(pa.array([ingested_at] * rows.num_rows, field.type))
-        elif field.name == "source" and "source" not in rows.column_names:
-            columns.append(pa.array([source] * rows.num_rows, field.type))
-        elif field.name in rows.column_names:
-            columns.append(rows.column(field.name).cast(field.type))
-        else:
-            columns.append(pa.nulls(rows.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
+                data = pa.concat_tables([writes[full].rows, data], promote_options="permissive")
+            writes[full] = TableWrite(full, data, _key(settings, config, source, full))
+    return sorted(writes.values(), key=lambda write: write.table)
 
 
 def ingest(
     settings: Settings,
     catalog: BranchCatalog,
     run_id: str,
-    source: str = "sample",
-    from_file: Path | None = None,
-    defects: Iterable[str] = (),
+    sources: Iterable[str] = (),
+    options: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
-    """Write one window of `source` onto the run's branch."""
-    if source not in SOURCES:
-        raise ConfigError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
+    """Write one window of the selected sources onto the run's branch, all or nothing."""
     name = branch_name(run_id, settings.branch_prefix)
     start = catalog.get_ref(name)
-    now = now or datetime.now(UTC)
-    batch = read_source(settings, source, now, from_file=from_file, defects=defects)
-    label = "file" if from_file else source
+    chosen = list(selected(settings, sources))
+    writes = read_sources(settings, run_id, chosen, options, now)
     tables = catalog.tables(name)
     try:
-        for table, rows in sorted(batch.tables.items()):
-            upsert(tables, table, _stamped(table, rows, now, label), NATURAL_KEYS[table])
+        for write in writes:
+            if write.keys:
+                upsert(tables, write.table, write.rows, write.keys)
+            else:
+                append_rows(tables, write.table, write.rows)
     except BaseException:
         head = catalog.get_ref(name)
         if head.hash != start.hash:
             catalog.restore(name, start.hash, head.hash, "undo a failed ingest", {"cascade.undo": "ingest"})
         raise
-    return IngestResult(name, label, batch.row_counts(), catalog.get_ref(name).hash)
+    rows = {write.table: write.rows.num_rows for write in writes}
+    return IngestResult(name, chosen, rows, catalog.get_ref(name).hash)

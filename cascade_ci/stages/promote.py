@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cascade_ci.branch_state import KIND, RUN_ID, MetaKind, read_branch
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.errors import ConflictError, RefusedError
 from cascade_ci.naming import TAG_PREFIX, branch_name, promotion_tag
-from cascade_ci.branch_state import KIND, RUN_ID, MetaKind, read_branch
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Commit
@@ -99,6 +99,13 @@ def promote(
         )
     if state.verdict.blocked:
         raise RefusedError(f"{name} is blocked by its verdict ({state.verdict.errors} errors); see reports/summary.md")
+    judged = {gate.gate for gate in state.verdict.gates}
+    missing = [gate for gate in settings.promotion_gates if gate not in judged]
+    if missing:
+        raise RefusedError(
+            f"{name}'s verdict did not run the gate(s) promotion requires: {', '.join(missing)}; "
+            f"run `cascade validate --run-id {run_id}` with every required gate"
+        )
     if not catalog.is_ancestor(main.hash, head):
         raise RefusedError(
             f"{main_name} moved since {name} forked (main head {main.hash[:12]} is not in the branch's history); "

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from cascade_ci.branch_state import KIND, MetaKind
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.errors import ConflictError, RefusedError
-from cascade_ci.branch_state import KIND, MetaKind
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog

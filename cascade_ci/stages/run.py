@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cascade_ci.errors import RefusedError
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.verdict import Verdict
     from cascade_ci.config import Settings
+    from cascade_ci.verdict import Verdict
 
 
 @dataclass
@@ -43,15 +42,17 @@ def run_pipeline(
     catalog: BranchCatalog,
     run_id: str,
     *,
-    source: str = "sample",
-    from_file: Path | None = None,
-    defects: Iterable[str] = (),
+    sources: Iterable[str] = (),
+    options: Mapping[str, Any] | None = None,
     annotations: TextIO,
     say: Callable[[str], None] = lambda line: None,
     run_url: str | None = None,
     provenance: dict[str, str] | None = None,
 ) -> RunResult:
-    """Run every stage in order on run `run_id`'s branch; `say` receives one progress line per stage."""
+    """Run every stage in order on run `run_id`'s branch; `say` receives one progress line per stage.
+
+    A project without a `[transform]` skips the transform stage.
+    """
     from cascade_ci.stages.branch import create_run_branch
     from cascade_ci.stages.ingest import ingest
     from cascade_ci.stages.promote import promote
@@ -59,7 +60,7 @@ def run_pipeline(
     from cascade_ci.stages.validate import publish, validate
 
     result = RunResult(run_id)
-    total = 5
+    total = 0
 
     def stage(number: int, name: str, work: Callable[[], str]) -> None:
         started = time.perf_counter()
@@ -73,7 +74,7 @@ def run_pipeline(
         return f"{made.action} {made.branch} from {settings.main_branch} at {made.base_hash[:12]}"
 
     def do_ingest() -> str:
-        written = ingest(settings, catalog, run_id, source=source, from_file=from_file, defects=defects)
+        written = ingest(settings, catalog, run_id, sources=sources, options=options)
         result.details["rows_ingested"] = written.rows
         return ", ".join(f"{table} {count}" for table, count in written.rows.items())
 
@@ -81,11 +82,11 @@ def run_pipeline(
         built = transform(settings, catalog, run_id)
         result.details["dbt_tests"] = built.tests
         tests = ", ".join(f"{count} {status}" for status, count in sorted(built.tests.items()))
-        return f"{len(built.rows)} marts built; dbt tests: {tests}"
+        return f"{len(built.rows)} tables built; dbt tests: {tests or 'none'}"
 
     def do_validate() -> str:
         verdict = validate(settings, catalog, run_id, run_url=run_url)
-        paths = publish(verdict, settings.reports_dir, annotations)
+        paths = publish(verdict, settings.path(settings.reports_dir), annotations)
         result.verdict = verdict
         result.details["reports"] = {key: str(path) for key, path in paths.items()}
         return f"{verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, {len(verdict.checks)} checks"
@@ -106,10 +107,11 @@ def run_pipeline(
         result.outcome, result.tag = "promoted", promoted.tag
         return f"{settings.main_branch} -> {promoted.main_after[:12]}, tagged {promoted.tag}"
 
-    for number, (name, work) in enumerate(
-        [("branch", do_branch), ("ingest", do_ingest), ("transform", do_transform),
-         ("validate", do_validate), ("promote", do_promote)],
-        start=1,
-    ):  # fmt: skip
+    stages = [("branch", do_branch), ("ingest", do_ingest), ("transform", do_transform),
+              ("validate", do_validate), ("promote", do_promote)]  # fmt: skip
+    if settings.transform is None:
+        stages.remove(("transform", do_transform))
+    total = len(stages)
+    for number, (name, work) in enumerate(stages, start=1):
         stage(number, name, work)
     return result

@@ -1,8 +1,11 @@
-"""Transform stage: run the dbt project against the run's branch and record its test results there.
+"""Transform stage: run the project's dbt project on the run's branch and record its test results there.
 
-Models are built with `dbt run`, then every data test runs with `dbt test`, so a failing test never
-keeps a mart from being built (the gates judge the data; they need all of it). The test outcomes
-are committed onto the branch with the data they judged, where the dbt gate reads them.
+Models, seeds and snapshots are built with `dbt build` (tests excluded), then every data test runs with
+`dbt test`, so a failing test never keeps a model from being built (the gates judge the data; they need
+all of it). Every node dbt materialized as a table (table, incremental, seed, snapshot) becomes an Iceberg
+table of the branch under its schema; views and ephemeral models stay inside the engine. The test outcomes
+and the sources' declared freshness are committed onto the branch with the data they judged, where the
+dbt and freshness gates read them.
 """
 
 from __future__ import annotations
@@ -16,26 +19,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.errors import CascadeError, Terminal
+from cascade_ci.branch_state import DBT_FRESHNESS, DBT_TESTS, KIND, MetaKind
+from cascade_ci.errors import CascadeError, ConfigError, Terminal
 from cascade_ci.naming import branch_name
-from cascade_ci.pipeline.raw import schemas
-from cascade_ci.branch_state import DBT_TESTS, KIND, MetaKind
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
-    from cascade_ci.engine.base import DbtTarget, Engine
-    from cascade_ci.config import Settings
+    from cascade_ci.config import Settings, TransformConfig
+    from cascade_ci.engine.base import DbtTarget, Engine, Model
 
-MARTS = (
-    "marts.fct_glucose_readings",
-    "marts.fct_daily_glucose_metrics",
-    "marts.fct_github_user_events",
-    "marts.fct_github_repo_stats",
-)
+TABLE_LIKE = ("table", "incremental", "seed", "snapshot")
+HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}
 
 
 class TransformError(CascadeError, Terminal):
@@ -61,9 +58,43 @@ class TransformResult:
         }
 
 
-def project_dir() -> Path:
-    """The reference pipeline's dbt project, shipped inside the package."""
-    return Path(str(resources.files("cascade_ci.pipeline") / "dbt"))
+@dataclass(frozen=True)
+class DbtProject:
+    """The user's dbt project as cascade runs it."""
+
+    path: Path
+    profile: str
+    config: TransformConfig
+    root: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DbtProject:
+        """The project `[transform]` declares; ConfigError when there is none or it has no dbt_project.yml."""
+        import yaml
+
+        config = settings.transform
+        if config is None:
+            raise ConfigError(
+                f"no [transform] table in {settings.config_file or 'cascade.toml'}: no dbt project to run"
+            )
+        path = settings.path(config.project_dir)
+        project_file = path / "dbt_project.yml"
+        if not project_file.is_file():
+            raise ConfigError(f"transform.project_dir: no dbt_project.yml in {path}")
+        declared = yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}
+        profile = config.profile or str(declared.get("profile") or "cascade")
+        return cls(path, profile, config, settings.root)
+
+    def selection(self) -> list[str]:
+        """--select / --exclude / --vars as the config gives them."""
+        args = []
+        if self.config.select:
+            args += ["--select", *self.config.select]
+        if self.config.exclude:
+            args += ["--exclude", *self.config.exclude]
+        if self.config.vars:
+            args += ["--vars", json.dumps(self.config.vars)]
+        return args
 
 
 @contextmanager
@@ -78,8 +109,8 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def run_dbt(command: str, target: DbtTarget, work_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """Invoke dbt in-process, offline and quiet; return the runner result and run_results.json."""
+def run_dbt(args: list[str], project: DbtProject, target: DbtTarget, work_dir: Path) -> dict[str, Any]:
+    """Invoke dbt in-process, offline and quiet, on `project`; return run_results.json (empty for `parse`)."""
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.update(target.env)
@@ -87,12 +118,16 @@ def run_dbt(command: str, target: DbtTarget, work_dir: Path) -> tuple[Any, dict[
 
     profiles = work_dir / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
+    output = {**target.output, "threads": project.config.threads}
+    output.setdefault("schema", project.config.schema_)
     (profiles / "profiles.yml").write_text(
-        json.dumps({"cascade": {"target": "branch", "outputs": {"branch": target.output}}}), encoding="utf-8"
+        json.dumps({project.profile: {"target": "branch", "outputs": {"branch": output}}}), encoding="utf-8"
     )
-    args = [
-        command,
-        "--project-dir", str(project_dir()),
+    results_file = work_dir / "target" / "run_results.json"
+    results_file.unlink(missing_ok=True)
+    command = [
+        *args,
+        "--project-dir", str(project.path),
         "--profiles-dir", str(profiles),
         "--target-path", str(work_dir / "target"),
         "--log-path", str(work_dir / "logs"),
@@ -102,11 +137,86 @@ def run_dbt(command: str, target: DbtTarget, work_dir: Path) -> tuple[Any, dict[
         "--no-send-anonymous-usage-stats",
     ]  # fmt: skip
     with contextlib.redirect_stdout(sys.stderr):  # dbt logs to stdout; stdout belongs to our --json payload
-        result = dbtRunner().invoke(args)
+        result = dbtRunner().invoke(command)
     if result.exception is not None:
-        raise TransformError(f"dbt {command} could not run: {result.exception}") from result.exception
-    results_file = work_dir / "target" / "run_results.json"
-    return result, json.loads(results_file.read_text(encoding="utf-8"))
+        raise TransformError(f"dbt {args[0]} could not run: {result.exception}") from result.exception
+    if not results_file.is_file():
+        if args[0] != "parse" and result.success is False:
+            raise TransformError(f"dbt {args[0]} failed before running anything (see {work_dir / 'logs'})")
+        return {"results": []}
+    return json.loads(results_file.read_text(encoding="utf-8"))
+
+
+def _manifest(work_dir: Path) -> dict[str, Any]:
+    return json.loads((work_dir / "target" / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _table_of(node: dict[str, Any]) -> str:
+    return f"{node['schema']}.{node.get('alias') or node['name']}"
+
+
+def incremental_tables(manifest: dict[str, Any]) -> list[str]:
+    """The tables of the project's incremental models."""
+    return sorted(
+        _table_of(node)
+        for node in manifest.get("nodes", {}).values()
+        if node.get("resource_type") == "model" and node.get("config", {}).get("materialized") == "incremental"
+    )
+
+
+def built_models(run_results: dict[str, Any], manifest: dict[str, Any]) -> list[Model]:
+    """Every node of a `dbt build` that succeeded and is materialized as a table."""
+    from cascade_ci.engine.base import Model
+
+    models = []
+    nodes = manifest.get("nodes", {})
+    for result in run_results.get("results", []):
+        node = nodes.get(result["unique_id"], {})
+        config = node.get("config", {})
+        materialized = "seed" if node.get("resource_type") == "seed" else config.get("materialized")
+        if node.get("resource_type") == "snapshot":
+            materialized = "snapshot"
+        if result["status"] != "success" or materialized not in TABLE_LIKE:
+            continue
+        key = config.get("unique_key") or ()
+        models.append(Model(_table_of(node), materialized, tuple([key] if isinstance(key, str) else key)))
+    return sorted(models, key=lambda model: model.table)
+
+
+def _hours(threshold: dict[str, Any] | None) -> float | None:
+    if not threshold or threshold.get("count") is None or threshold.get("period") not in HOURS:
+        return None
+    return float(threshold["count"]) * HOURS[threshold["period"]]
+
+
+def source_freshness(manifest: dict[str, Any], project: DbtProject) -> list[dict[str, Any]]:
+    """The freshness each dbt source declares (`freshness:` + `loaded_at_field`), as the freshness gate reads it."""
+    declared = []
+    relative = _relative(project)
+    for source in manifest.get("sources", {}).values():
+        freshness = source.get("freshness") or (source.get("config") or {}).get("freshness") or {}
+        column = source.get("loaded_at_field")
+        warn, error = _hours(freshness.get("warn_after")), _hours(freshness.get("error_after"))
+        if not column or (warn is None and error is None):
+            continue
+        file = source.get("original_file_path")
+        declared.append(
+            {
+                "table": f"{source['schema']}.{source.get('identifier') or source['name']}",
+                "column": column,
+                "warn_after_hours": warn,
+                "error_after_hours": error,
+                "file": f"{relative}/{file}" if file else None,
+            }
+        )
+    return sorted(declared, key=lambda entry: entry["table"])
+
+
+def _relative(project: DbtProject) -> str:
+    try:
+        return project.path.relative_to(project.root).as_posix()
+    except ValueError:
+        return project.path.as_posix()
 
 
 def _model_failures(run_results: dict[str, Any]) -> list[str]:
@@ -118,39 +228,50 @@ def _model_failures(run_results: dict[str, Any]) -> list[str]:
 
 
 def transform(settings: Settings, catalog: BranchCatalog, run_id: str, engine: Engine | None = None) -> TransformResult:
-    """Build the marts on the run's branch and commit the dbt test outcomes next to them."""
+    """Build the project's models on the run's branch and commit the dbt test outcomes next to them."""
     from cascade_ci.engine import open_engine
     from cascade_ci.gates.dbt_gate import outcomes_from
 
+    project = DbtProject.from_settings(settings)
     name = branch_name(run_id, settings.branch_prefix)
     catalog.get_ref(name)
     engine = engine or open_engine(settings, catalog)
-    work_dir = settings.home.resolve() / "dbt"
-    reports = settings.reports_dir / "dbt"
+    work_dir = settings.path(settings.home) / "dbt"
+    reports = settings.path(settings.reports_dir) / "dbt"
     with _exclusive(work_dir / ".lock"):
         try:
-            target = engine.prepare(name, schemas())
-            _, built = run_dbt("run", target, work_dir)
+            target = engine.prepare(name)
+            run_dbt(["parse"], project, target, work_dir)
+            incremental = incremental_tables(_manifest(work_dir))
+            if incremental:
+                target = engine.prepare(name, incremental)
+            built = run_dbt(["build", "--exclude-resource-type", "test", "unit_test", *project.selection()],
+                            project, target, work_dir)  # fmt: skip
             failures = _model_failures(built)
             if failures:
                 raise TransformError("dbt could not build: " + "; ".join(failures))
-            rows = engine.publish(name, list(MARTS))
-            _, tested = run_dbt("test", target, work_dir)
+            manifest = _manifest(work_dir)
+            rows = engine.publish(name, built_models(built, manifest))
+            tested = run_dbt(["test", *project.selection()], project, target, work_dir)
         finally:
             engine.close()
-        manifest = json.loads((work_dir / "target" / "manifest.json").read_text(encoding="utf-8"))
         reports.mkdir(parents=True, exist_ok=True)
         for artifact in ("run_results.json", "manifest.json"):
             shutil.copyfile(work_dir / "target" / artifact, reports / artifact)
-    outcomes = outcomes_from(tested, manifest, project_dir())
+    outcomes = outcomes_from(tested, manifest, project.path, settings.root)
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
     head = catalog.get_ref(name)
     after = catalog.commit_meta(
         name,
-        f"dbt: {len(outcomes)} tests, " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
-        {KIND: MetaKind.TRANSFORM, DBT_TESTS: json.dumps(outcomes, sort_keys=True)},
+        f"dbt: {len(rows)} tables built, {len(outcomes)} tests, "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+        {
+            KIND: MetaKind.TRANSFORM,
+            DBT_TESTS: json.dumps(outcomes, sort_keys=True),
+            DBT_FRESHNESS: json.dumps(source_freshness(manifest, project), sort_keys=True),
+        },
         expected_hash=head.hash,
     )
     return TransformResult(name, after.hash, rows, counts, str(reports / "run_results.json"))

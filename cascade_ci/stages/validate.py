@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from cascade_ci import github
+from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, BranchState, MetaKind, read_branch
 from cascade_ci.catalog.base import ChangeKind
 from cascade_ci.errors import RefusedError
 from cascade_ci.gates import GateContext, run_gate
-from cascade_ci.verdict import TableDelta, Verdict
 from cascade_ci.naming import branch_name
 from cascade_ci.report import junit, markdown, outputs
-from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, BranchState, MetaKind, read_branch
+from cascade_ci.verdict import TableDelta, Verdict
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -71,7 +71,7 @@ def stage_states(state: BranchState, changes: list[TableChange], blocked: bool) 
     )  # fmt: skip
     return {
         "branch": "done",
-        "ingest": "done" if any(c.table.startswith("raw.") for c in changes) else "no change",
+        "ingest": "done" if changes else "no change",
         "transform": transform,
         "validate": "blocked" if blocked else "passed",
         "promote": "blocked" if blocked else "ready",

@@ -21,7 +21,7 @@ from cascade_ci.github_api import (
     GitHubApiUnavailableError,
     RunStatus,
 )
-from cascade_ci.pipeline.sources.github_source import make_client
+from cascade_ci.github_api import make_client
 from tests.fakes.github import TOKEN, assert_token_hidden, rate_limited
 from tests.fakes.http import FakeServer, Request, Response, unused_port
 

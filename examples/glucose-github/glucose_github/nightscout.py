@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from glucose_github.raw import GLUCOSE, RawBatch, schemas
+
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError, safe_url
 from cascade_ci.github import mask
-from cascade_ci.pipeline.raw import GLUCOSE, RawBatch, schemas
 
 API_SOURCE = "nightscout-api"
 EXPORT_SOURCE = "nightscout-export"

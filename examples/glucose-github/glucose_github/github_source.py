@@ -21,40 +21,21 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from glucose_github.raw import EVENTS, REPO_STATS, RawBatch, schemas
+
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
 from cascade_ci.github import mask
-from cascade_ci.pipeline.raw import EVENTS, REPO_STATS, RawBatch, schemas
+from cascade_ci.github_api import DEFAULT_BASE_URL, SERVER_ERRORS, make_client
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from github import Github
 
 SOURCE = "github-api"
-DEFAULT_BASE_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
-SERVER_ERRORS = (500, 502, 503, 504)
 STATS_TRIES = 3  # tries for a stats request that fails to connect or answers 5xx
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-
-
-def make_client(token: str | None, *, base_url: str = DEFAULT_BASE_URL, per_page: int = 100) -> Github:
-    """A PyGithub client that retries 5xx briefly and never sleeps through a rate limit."""
-    from github import Auth, Github
-    from urllib3.util.retry import Retry
-
-    retry = Retry(
-        total=3,
-        backoff_factor=0.25,
-        status_forcelist=SERVER_ERRORS,
-        respect_retry_after_header=False,  # a 429/503 Retry-After of an hour must not block the job
-        raise_on_status=False,  # hand the last 5xx to PyGithub, which raises it with its status
-    )
-    auth = Auth.Token(token) if token else None
-    # Reads are sequential, so no pause between requests is needed (PyGithub's default is 0.25 s).
-    return Github(
-        auth=auth, base_url=base_url.rstrip("/"), per_page=per_page, retry=retry, seconds_between_requests=None
-    )
 
 
 def fetch_user_events(

@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandera.polars as pa
 import polars as pl
+from glucose_github.raw import DIRECTIONS, EVENT_TYPES
 from pandera.polars import DataFrameModel, Field, PolarsData
-
-from cascade_ci.pipeline.raw import DIRECTIONS, EVENT_TYPES
 
 WARN = {"severity": "warning"}
 UTC_TIMESTAMP = pl.Datetime(time_unit="us", time_zone="UTC")

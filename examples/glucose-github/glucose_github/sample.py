@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from glucose_github.raw import DIRECTIONS, EVENT_TYPES, EVENTS, GLUCOSE, REPO_STATS, RawBatch, schemas
+
 from cascade_ci.errors import ConfigError
-from cascade_ci.pipeline.raw import DIRECTIONS, EVENT_TYPES, EVENTS, GLUCOSE, REPO_STATS, RawBatch, schemas
 
 READING_INTERVAL = timedelta(minutes=5)
 EVENT_SLOT = timedelta(minutes=15)

@@ -1,1 +1,0 @@
-"""The reference pipeline: Nightscout glucose readings, GitHub user events and repository stats."""

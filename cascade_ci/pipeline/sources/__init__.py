@@ -1,1 +1,0 @@
-"""Sources of raw data; each returns a RawBatch."""

@@ -1,0 +1,1 @@
+"""Sources: the Source contract (`base`) and the built-in kinds `python`, `dlt` and `files`."""
