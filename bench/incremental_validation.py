@@ -18,7 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+# The mart and its pandera schema are the glucose + GitHub example's, declared in its cascade.toml.
+CONFIG = REPO / "examples" / "glucose-github" / "cascade.toml"
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.config import load_settings
@@ -37,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["CASCADE_HOME"] = tempfile.mkdtemp()
     os.environ["CASCADE_REPORTS_DIR"] = tempfile.mkdtemp()
-    settings = load_settings()
+    settings = load_settings(CONFIG)
     catalog = open_catalog(settings)
     tables = catalog.tables("main")
     tables.create_namespace("marts")

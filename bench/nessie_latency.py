@@ -1,7 +1,8 @@
 """Latency of the ref operations a pipeline run makes on Nessie: branch create, promote, and a full run.
 
 Usage: CASCADE_STACK_ENV=services/.run/stack.env python bench/nessie_latency.py [--repeat 20] [--run]
-(start the services first: `bash services/stack.sh start`). Prints JSON lines (median and p90 ms).
+(start the services first: `bash services/stack.sh start`). Prints JSON lines (median and p90 ms). The ref
+operations need no project; --run runs the glucose + GitHub example (examples/glucose-github/cascade.toml).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "glucose-github" / "cascade.toml"
 
 
 def load_stack_env() -> None:
@@ -63,7 +66,8 @@ def main() -> None:
     if args.run:
         started = time.perf_counter()
         exe = Path(sys.executable).parent / "cascade"
-        done = subprocess.run([str(exe), "run", "--json"], capture_output=True, text=True, env=os.environ)
+        command = [str(exe), "--config", str(EXAMPLE), "run", "--json"]
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
         wall = time.perf_counter() - started
         stages = json.loads(done.stdout)["stage_seconds"] if done.returncode == 0 else done.stderr[-500:]
         print(

@@ -1,5 +1,7 @@
 """Pandera gate throughput on `marts.fct_glucose_readings`-shaped data vs bare pyarrow doing the same checks.
 
+The schema is the glucose + GitHub example's (examples/glucose-github/glucose_github/schemas.py).
+
 For each size (1M and 10M rows; --small: 100k and 1M) one valid polars frame is generated (vectorised,
 no Python loop over rows) and timed, medians of --repeat:
 
@@ -33,15 +35,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "examples" / "glucose-github"))  # the example's package, glucose_github
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from glucose_github.raw import DIRECTIONS
+from glucose_github.schemas import EARLIEST, FUTURE_SLACK, FactGlucoseReadings
 
 from cascade_ci.gates import pandera_gate
-from cascade_ci.pipeline.raw import DIRECTIONS
-from cascade_ci.pipeline.schemas import EARLIEST, FUTURE_SLACK, FactGlucoseReadings
 from tests.fakes.marts import glucose_category
 
 CATEGORIES = ("very_low", "low", "in_range", "high", "very_high")

@@ -336,10 +336,8 @@ def run_command(run_id: str | None, sources: tuple[str, ...], options: dict[str,
         provenance=provenance,
     )
     total = sum(result.stages.values())
-    click.echo(
-        f"run {run_id}: {result.outcome} in {total:.1f} s; summary: {settings.path(settings.reports_dir) / 'summary.md'}",
-        err=True,
-    )
+    summary = settings.path(settings.reports_dir) / "summary.md"
+    click.echo(f"run {run_id}: {result.outcome} in {total:.1f} s; summary: {summary}", err=True)
     _emit(result.to_dict(), as_json, result.outcome)
     return EXIT_OK if result.outcome in ("promoted", "passed") else EXIT_DECISION
 

@@ -33,18 +33,19 @@ def problems(settings: Settings) -> list[str]:
 
     attempt("catalog", lambda: resolve("cascade_ci.catalogs", settings.catalog, settings.root))
     attempt("engine", lambda: resolve("cascade_ci.engines", settings.engine_name, settings.root))
+    from cascade_ci.gates import load_gate
+
     for gate in sorted({*settings.gate_names, *settings.promotion_gates}):
-        attempt(f"gates: {gate}", lambda gate=gate: resolve("cascade_ci.gates", gate, settings.root))
+        attempt(f"gates: {gate}", lambda gate=gate: load_gate(gate, settings.root))
     for name, source in settings.sources.items():
         attempt(f"sources.{name}", lambda name=name, source=source: build_source(name, source, settings))
     if settings.transform is not None:
         from cascade_ci.stages.transform import DbtProject
 
         attempt("transform.project_dir", lambda: DbtProject.from_settings(settings))
-    for table, declared in settings.tables.items():
-        if declared.schema_:
-            from cascade_ci.gates.pandera_gate import load_schema
+    from cascade_ci.gates.pandera_schemas import schema_for
 
-            spec = declared.schema_
-            attempt(f'tables."{table}".schema', lambda spec=spec: load_schema(spec, settings))
+    for table, declared in settings.tables.items():
+        if declared.schema_ or declared.unique:
+            attempt(f'tables."{table}"', lambda table=table, declared=declared: schema_for(table, declared, settings))
     return found

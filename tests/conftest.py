@@ -9,6 +9,7 @@ with the stack's log; nothing is skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,31 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CASCADE_REPORTS_DIR", str(tmp_path / "reports"))
 
 
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+GLUCOSE_EXAMPLE = EXAMPLES / "glucose-github"
+# What a run leaves in a project folder; a copy of the example starts without it.
+PROJECT_LEFTOVERS = (".cascade", "reports", "target", "logs", "__pycache__")
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A fresh copy of an example project (without the state and build output a run leaves behind)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*PROJECT_LEFTOVERS))
+    return target
+
+
+@pytest.fixture
+def glucose_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of examples/glucose-github in tmp_path/project, the working directory of the test.
+
+    `cascade` finds its cascade.toml from there; CASCADE_HOME and CASCADE_REPORTS_DIR stay the absolute
+    paths `clean_env` set, so state and reports land in tmp_path, not in the copy.
+    """
+    project = copy_project(GLUCOSE_EXAMPLE, tmp_path / "project")
+    monkeypatch.chdir(project)
+    return project
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings()
@@ -78,7 +104,6 @@ def readings(*ids: int) -> pa.Table:
     return pa.table({"id": pa.array(ids, pa.int64()), "sgv": pa.array([100 + i for i in ids], pa.int32())})
 
 
-REPO = Path(__file__).resolve().parents[1]
 STACK = REPO / "services" / "stack.sh"
 STACK_KEYS = (
     "NESSIE_URI",

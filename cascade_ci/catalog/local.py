@@ -15,12 +15,12 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cascade_ci.catalog.base import Capabilities, ChangeKind, Commit, Ref, RefKind, TableChange
+from cascade_ci.catalog.local_store import Contents
 from cascade_ci.errors import (
     AlreadyExistsError,
     CatalogError,
@@ -62,22 +62,6 @@ WITH RECURSIVE anc(h) AS (
     UNION SELECT c.merge_parent FROM cascade_commits c JOIN anc ON c.hash = anc.h WHERE c.merge_parent IS NOT NULL
 )
 """
-
-
-@dataclass
-class Contents:
-    """What a commit holds: namespaces with their properties, and table pointers keyed `ns.table`."""
-
-    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
-    tables: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps({"namespaces": self.namespaces, "tables": self.tables}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Contents:
-        data = json.loads(text)
-        return cls(namespaces=data["namespaces"], tables=data["tables"])
 
 
 def _now() -> datetime:

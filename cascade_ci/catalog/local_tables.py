@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pyiceberg.table.update import TableRequirement, TableUpdate
     from pyiceberg.view import View
 
-    from cascade_ci.catalog.local import Contents, LocalBranchCatalog
+    from cascade_ci.catalog.local_store import Contents, ContentStore
 
 
 def _key(identifier: str | Identifier) -> tuple[str, str]:
@@ -43,7 +43,7 @@ def _key(identifier: str | Identifier) -> tuple[str, str]:
 class LocalRefCatalog(MetastoreCatalog):
     """pyiceberg Catalog named after a ref. Reads see the ref's head at call time."""
 
-    def __init__(self, ref: str, store: LocalBranchCatalog, **properties: str) -> None:
+    def __init__(self, ref: str, store: ContentStore, **properties: str) -> None:
         super().__init__(ref, warehouse=store.warehouse.as_uri(), **properties)
         self.ref = ref
         self.store = store

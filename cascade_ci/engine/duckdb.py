@@ -128,9 +128,9 @@ def names_compatible(metadata: TableMetadata) -> bool:
             if names.setdefault(field_id, name) != name or ids.setdefault(name, field_id) != field_id:
                 return False
         for field_id, field in index_by_id(schema).items():
-            if isinstance(field, NestedField) and not isinstance(field.field_type, PrimitiveType):
-                if nested.setdefault(field_id, field.field_type) != field.field_type:
-                    return False
+            changed = nested.setdefault(field_id, field.field_type) != field.field_type
+            if isinstance(field, NestedField) and not isinstance(field.field_type, PrimitiveType) and changed:
+                return False
     return True
 
 
@@ -171,9 +171,7 @@ def _create_view(con: Any, target: str, schema: Schema, files: list[str]) -> boo
     """`CREATE VIEW target` over `files`, the current columns in order and types; False if DuckDB cannot."""
     import duckdb
 
-    source = (
-        f"read_parquet([{', '.join(_literal(f) for f in files)}], union_by_name = true, hive_partitioning = false)"
-    )
+    source = f"read_parquet([{', '.join(_literal(f) for f in files)}], union_by_name = true, hive_partitioning = false)"
     try:
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}  # noqa: S608
         columns = []
@@ -305,7 +303,7 @@ class DuckDbEngine:
             counts = {}
             for model in models:
                 target = quoted(model.table)
-                counts[model.table] = int(con.execute(f"SELECT count(*) FROM {target}").fetchone()[0])  # noqa: S608
+                counts[model.table] = int(con.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0])  # noqa: S608
                 if model.materialized == "incremental" and model.table in prepared:
                     how = self._publish_increment(con, tables, model, prepared[model.table])
                 else:
@@ -336,7 +334,7 @@ class DuckDbEngine:
             f"CREATE OR REPLACE TEMP TABLE __cascade_removed AS "  # noqa: S608
             f"SELECT {columns} FROM {base} EXCEPT ALL SELECT {columns} FROM {target}"
         )
-        removed = con.execute("SELECT count(*) FROM __cascade_removed").fetchone()[0]
+        removed = con.execute("SELECT count(*) FROM __cascade_removed").fetchall()[0][0]
         added = con.sql("SELECT * FROM __cascade_added").to_arrow_table()
         if removed == 0:
             append_rows(tables, model.table, added)
@@ -344,9 +342,9 @@ class DuckDbEngine:
         keys = model.unique_key
         if keys and all(key in added.schema.names for key in keys):
             match = " AND ".join(f"a.{_ident(key)} = r.{_ident(key)}" for key in keys)
-            keyed = f"EXISTS (SELECT 1 FROM __cascade_added a WHERE {match})"
-            matched = con.execute(f"SELECT count(*) FROM __cascade_removed r WHERE {keyed}").fetchone()[0]  # noqa: S608
-            replaced = con.execute(f"SELECT count(*) FROM {base} r WHERE {keyed}").fetchone()[0]  # noqa: S608
+            keyed = f"EXISTS (SELECT 1 FROM __cascade_added a WHERE {match})"  # noqa: S608
+            matched = con.execute(f"SELECT count(*) FROM __cascade_removed r WHERE {keyed}").fetchall()[0][0]  # noqa: S608
+            replaced = con.execute(f"SELECT count(*) FROM {base} r WHERE {keyed}").fetchall()[0][0]  # noqa: S608
             # The upsert deletes every row whose key is among the added rows': exactly the removed ones.
             if removed == matched == replaced:
                 upsert(tables, model.table, added, tuple(keys))

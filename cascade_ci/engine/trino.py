@@ -1,9 +1,11 @@
 """The production engine: dbt-trino on one dynamic Trino catalog per branch, pointed at Nessie.
 
 Trino has no session property for a Nessie ref, so `prepare` creates a catalog (`CREATE CATALOG
-... USING iceberg`) whose Iceberg REST prefix is the branch; dbt-trino then writes the marts straight
-into the branch through it (each table write is a Nessie commit on the branch). `close` drops the
-catalog. Identifiers are sanitised, literals quoted, and the statement carrying S3 keys never logged.
+... USING iceberg`) whose Iceberg REST prefix is the branch; dbt-trino then reads the branch's tables
+and writes the models straight into it through that catalog (each table write is a Nessie commit on
+the branch, incremental models included). `close` drops the catalog. `query` runs one SELECT with a
+branch's catalog as the session catalog. Identifiers are sanitised, literals quoted, and the statement
+carrying S3 keys never logged.
 """
 
 from __future__ import annotations
@@ -14,19 +16,21 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from cascade_ci.catalog.base import RefKind
 from cascade_ci.engine.base import DbtTarget
-from cascade_ci.errors import ServiceUnavailableError, safe_url
+from cascade_ci.errors import ConfigError, NotFoundError, ServiceUnavailableError, safe_url
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from cascade_ci.catalog.base import BranchCatalog
     from cascade_ci.config import Settings
+    from cascade_ci.engine.base import Model
 
 logging.getLogger("trino").setLevel(logging.WARNING)  # its keyring notice is noise in a pipeline log
 
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+_HASH = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+_COMMENT = re.compile(r"\s*(?:--[^\n]*(?:\n|$)|/\*.*?\*/)", re.DOTALL)
 
 
 def catalog_name(branch: str) -> str:
@@ -47,6 +51,31 @@ def identifier(name: str) -> str:
     return name
 
 
+def read_only_sql(sql: str) -> str:
+    """`sql` if it is one SELECT (or WITH ... SELECT) statement; ConfigError otherwise.
+
+    A lexical check on the first keyword, not a parse (acceptable here: Trino's grammar lets no
+    statement that starts with SELECT or WITH write, and the catalog is dropped afterwards): leading
+    comments are skipped, trailing `;` dropped (Trino refuses them), and any other `;` is refused, even
+    one inside a string literal (a false refusal, never a false pass).
+    """
+    text = sql.strip()
+    while (comment := _COMMENT.match(text)) is not None and comment.end() > 0:
+        text = text[comment.end() :].lstrip()
+    body = text.rstrip()
+    while body.endswith(";"):
+        body = body[:-1].rstrip()
+    if not body:
+        raise ConfigError("only one SELECT can run here; the SQL is empty")
+    first = re.match(r"[A-Za-z]+", body)
+    keyword = first.group(0).upper() if first else body[:20]
+    if keyword not in ("SELECT", "WITH"):
+        raise ConfigError(f"only one SELECT can run here; the SQL starts with {keyword!r}")
+    if ";" in body:
+        raise ConfigError("only one SELECT can run here; the SQL holds more than one statement")
+    return body
+
+
 def ref_prefix(branch: str) -> str:
     """Nessie's Iceberg REST prefix for a ref, as Trino must send it: `/` travels as U+001F, URL-encoded."""
     return quote(branch.replace("/", "\x1f"), safe="")
@@ -64,7 +93,7 @@ class TrinoEngine:
         self.scheme, self.host, self.port = url.scheme or "http", url.hostname or "localhost", url.port or 8080
         self._created: set[str] = set()
 
-    def _connect(self) -> Any:
+    def _connect(self, catalog: str | None = None) -> Any:
         import trino
 
         auth = None
@@ -73,15 +102,20 @@ class TrinoEngine:
                 self.settings.trino_user, self.settings.trino_password.get_secret_value()
             )
         return trino.dbapi.connect(
-            host=self.host, port=self.port, user=self.settings.trino_user, http_scheme=self.scheme, auth=auth
+            host=self.host,
+            port=self.port,
+            user=self.settings.trino_user,
+            http_scheme=self.scheme,
+            auth=auth,
+            catalog=catalog,
         )
 
-    def execute(self, sql: str) -> list[Any]:
-        """Run one statement; connection faults and 5xx become ServiceUnavailableError naming Trino."""
+    def execute(self, sql: str, catalog: str | None = None) -> list[Any]:
+        """Run one statement (in `catalog`, if given); connection faults and 5xx become ServiceUnavailableError."""
         from trino.exceptions import HttpError, OperationalError
 
         try:
-            with self._connect() as connection:
+            with self._connect(catalog) as connection:
                 cursor = connection.cursor()
                 cursor.execute(sql)
                 return cursor.fetchall()
@@ -130,15 +164,11 @@ class TrinoEngine:
             self.execute(self._create_statement(name, self.settings.main_branch))
         return name
 
-    def prepare(self, branch: str, sources: dict[str, pa.Schema]) -> DbtTarget:
-        """Make sure every raw table exists on the branch (empty if never ingested); create its catalog."""
-        tables = self.catalog.tables(branch)
-        for table, schema in sources.items():
-            namespace = table.split(".")[0]
-            if not tables.namespace_exists(namespace):
-                tables.create_namespace(namespace)
-            if not tables.table_exists(table):
-                tables.create_table(table, schema)
+    def prepare(self, branch: str, incremental: list[str] | None = None) -> DbtTarget:
+        """Create the branch's catalog, which holds every table of the branch; make sure main's exists.
+
+        dbt-trino appends or merges incremental models in place, so `incremental` needs nothing more.
+        """
         self.ensure_main_catalog()
         name = self.create_catalog(branch)
         output: dict[str, Any] = {
@@ -158,14 +188,45 @@ class TrinoEngine:
             env["CASCADE_TRINO_PASSWORD"] = self.settings.trino_password.get_secret_value()
         return DbtTarget(output=output, env=env)
 
-    def publish(self, branch: str, models: list[str]) -> dict[str, int]:
-        """dbt-trino already wrote the marts into the branch; count their rows."""
+    def publish(self, branch: str, models: list[Model]) -> dict[str, int]:
+        """dbt-trino already wrote the models into the branch (incremental ones included); count their rows."""
         name = identifier(catalog_name(branch))
         counts = {}
         for model in models:
-            schema, table = (identifier(part) for part in model.split("."))
-            counts[model] = int(self.execute(f"SELECT count(*) FROM {name}.{schema}.{table}")[0][0])  # noqa: S608
+            schema, table = (identifier(part) for part in model.table.split("."))
+            counts[model.table] = int(self.execute(f"SELECT count(*) FROM {name}.{schema}.{table}")[0][0])  # noqa: S608
         return counts
+
+    def query(self, ref: str, sql: str) -> list[tuple[Any, ...]]:
+        """Run one SELECT on branch `ref` (tables named `schema.table`); ConfigError for other SQL or refs.
+
+        Only branch names: the catalog of a ref is made with the ref as its Iceberg REST prefix, and a
+        commit hash does not name a branch. The SQL is checked lexically (`read_only_sql`). The branch's
+        catalog is the session catalog while the query runs, and is dropped afterwards unless this engine
+        had already made it (for dbt).
+        """
+        from trino.exceptions import TrinoUserError
+
+        statement = read_only_sql(sql)
+        if _HASH.fullmatch(ref):
+            raise ConfigError(f"queries on Trino run on a branch, not a commit hash ({ref})")
+        try:
+            found = self.catalog.get_ref(ref)
+        except NotFoundError as e:
+            raise ConfigError(f"no branch named {ref!r} to query") from e
+        if found.kind != RefKind.BRANCH:
+            raise ConfigError(f"queries on Trino run on a branch; {ref!r} is a {found.kind}")
+        name = identifier(catalog_name(ref))
+        owned = name not in self._created
+        if owned:
+            self.create_catalog(ref)
+        try:
+            return [tuple(row) for row in self.execute(statement, catalog=name)]
+        except TrinoUserError as e:
+            raise ConfigError(f"SQL on {ref!r} failed: {e.error_name}: {e.message}") from e
+        finally:
+            if owned:
+                self.drop_catalog(name)
 
     def close(self) -> None:
         """Drop the catalogs this engine created: a branch's catalog lives only while dbt runs."""

@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from cascade_ci.gates.base import Gate, GateContext
 from cascade_ci.verdict import GateResult
@@ -24,14 +25,15 @@ def _describe(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(error)).strip()
 
 
-def load_gate(name: str, ctx: GateContext) -> Gate:
+def load_gate(name: str, root: Path | None = None) -> Gate:
     """The gate `name` names: an entry point of `cascade_ci.gates` or `module:attr` (a class is instantiated).
 
-    Raises ConfigError (PluginError, MissingExtraError) when it resolves to nothing that can run.
+    `root` (the project root) is put on sys.path for `module:attr`. Raises ConfigError (PluginError,
+    MissingExtraError) when the name resolves to nothing that can run.
     """
     from cascade_ci.plugins import PluginError, resolve
 
-    gate = resolve("cascade_ci.gates", name, ctx.settings.root)
+    gate = resolve("cascade_ci.gates", name, root)
     if isinstance(gate, type):
         gate = gate()
     if not callable(getattr(gate, "run", None)):
@@ -52,7 +54,7 @@ def run_gate(name: str, ctx: GateContext, sleep: Callable[[float], None] = time.
     attempts = settings.validation_retry_max_attempts if settings.validation_retry_enabled else 1
     retries: list[str] = []
     try:
-        gate = load_gate(name, ctx)
+        gate = load_gate(name, settings.root)
     except Exception as e:
         result = GateResult(gate=name, error=f"gate {name!r} cannot be loaded: {_describe(e)}")
     else:

@@ -1,13 +1,15 @@
 """dbt tests as a gate: every data test is a check; dbt's `severity: warn` stays a warning.
 
-The transform stage turns `run_results.json` (with file paths from the manifest) into outcomes and
-commits them onto the branch next to the marts they tested; this gate reads them from there, so it
-judges exactly the data version at the head, in whichever job it runs.
+The transform stage turns `run_results.json` (with file paths from the manifest) into outcomes with
+`outcomes_from` and commits them onto the branch next to the marts they tested; this gate reads them
+from there, so it judges exactly the data version at the head, in whichever job it runs. `outcomes_from`
+and `repo_path` are pure (files are only read for line numbers), for the transform stage to call.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.verdict import Check, GateResult, Level
 
 if TYPE_CHECKING:
-    from cascade_ci.gates import GateContext
+    from cascade_ci.gates.base import GateContext
 
 GATE = "dbt"
+name = GATE
 PASSED = ("pass", "success")
 
 
@@ -35,8 +38,22 @@ def _line_of(project: Path, file: str, column: str | None, model: str) -> int | 
     return None
 
 
-def outcomes_from(run_results: dict[str, Any], manifest: dict[str, Any], project: Path) -> list[dict[str, Any]]:
-    """One compact record per test in `run_results` (dbt test), with model, column, severity and file."""
+def repo_path(project_dir: Path, root: Path, file: str) -> str:
+    """`file` (relative to the dbt project, as dbt's manifest gives it) relative to the project root, in `/` form.
+
+    Annotations need paths in the user's repository; a dbt project outside the root gives a `../` path.
+    """
+    return Path(os.path.relpath(Path(project_dir).resolve() / file, Path(root).resolve())).as_posix()
+
+
+def outcomes_from(
+    run_results: dict[str, Any], manifest: dict[str, Any], project_dir: Path, root: Path
+) -> list[dict[str, Any]]:
+    """One compact record per test in `run_results` (dbt test), with model, column, severity and file.
+
+    `project_dir` is the dbt project (where dbt's `original_file_path`s start); `file` is written relative
+    to `root`, the project root (the config file's folder), so annotations point into the user's repository.
+    """
     nodes = manifest.get("nodes", {})
     outcomes = []
     for result in run_results.get("results", []):
@@ -59,8 +76,8 @@ def outcomes_from(run_results: dict[str, Any], manifest: dict[str, Any], project
                 "severity": str(node.get("config", {}).get("severity", "ERROR")).lower(),
                 "failures": result.get("failures"),
                 "message": (result.get("message") or "").strip(),
-                "file": f"cascade_ci/pipeline/dbt/{file}" if file else None,
-                "line": _line_of(project, file, column, model_node.get("name", "")) if file else None,
+                "file": repo_path(project_dir, root, file) if file else None,
+                "line": _line_of(project_dir, file, column, model_node.get("name", "")) if file else None,
             }
         )
     return sorted(outcomes, key=lambda o: (o["model"], o["name"]))

@@ -58,9 +58,8 @@ def load_schema(spec: str, settings: Settings) -> DataFrameSchema:
     target = import_attr(spec, settings.root)
     schema = target.to_schema() if isinstance(target, type) and hasattr(target, "to_schema") else target
     if not isinstance(schema, DataFrameSchema):
-        raise ValueError(
-            f"{type(schema).__name__} is not a polars schema: use pandera.polars.DataFrameModel or DataFrameSchema"
-        )
+        kind = f"{type(schema).__module__}.{type(schema).__qualname__}"
+        raise ValueError(f"{kind} is not a polars schema: use pandera.polars.DataFrameModel or DataFrameSchema")
     return schema
 
 
@@ -101,7 +100,7 @@ def read_yaml_schema(text: str) -> DataFrameSchema:
     if not isinstance(columns, dict):
         raise ValueError("`columns` must map column names to their rules")
     plain: dict[str, dict[str, Any]] = {}
-    extra: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+    extra: dict[str, tuple[list[tuple[str, Any]], dict[str, Any] | None]] = {}
     for name, spec in columns.items():
         properties, checks, metadata = _split_column(str(name), spec or {})
         plain[name], extra[name] = properties, (checks, metadata)
@@ -109,14 +108,14 @@ def read_yaml_schema(text: str) -> DataFrameSchema:
     schema = deserialize_schema({**data, "columns": plain, "checks": None})
     updates = {
         name: {
-            "checks": [_build_check(check, value, schema.columns[name].dtype) for check, value in checks.items()],
+            "checks": [_build_check(check, value, schema.columns[name].dtype) for check, value in checks],
             "metadata": metadata,
         }
         for name, (checks, metadata) in extra.items()
     }
     schema = schema.update_columns(updates) if updates else schema
     if frame_checks:
-        schema = _copy(schema, checks=[_build_check(check, value, None) for check, value in frame_checks.items()])
+        schema = _copy(schema, checks=[_build_check(check, value, None) for check, value in frame_checks])
     return schema
 
 
@@ -136,8 +135,8 @@ def _column_keys() -> frozenset[str]:
     return frozenset(params) - {"self", "checks", "metadata", "column_kwargs"} | {"report_duplicates"}
 
 
-def _split_column(name: str, spec: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """A column's YAML -> (what pandera reads, {check name: value}, metadata)."""
+def _split_column(name: str, spec: Any) -> tuple[dict[str, Any], list[tuple[str, Any]], dict[str, Any] | None]:
+    """A column's YAML -> (what pandera reads, [(check name, value)], metadata)."""
     if not isinstance(spec, dict):
         raise ValueError(f"column {name!r}: expected a mapping of rules, got {spec!r}")
     properties: dict[str, Any] = {}
@@ -151,26 +150,26 @@ def _split_column(name: str, spec: Any) -> tuple[dict[str, Any], dict[str, Any],
         if key in _column_keys():
             properties[key] = value
         elif _is_check(key):
-            checks[key] = value
+            checks.append((key, value))
         else:
             raise ValueError(f"column {name!r}: unknown key {key!r} (not a column property or a pandera check)")
     return properties, checks, metadata
 
 
-def _check_entries(checks: Any) -> dict[str, Any]:
-    """`checks:` as pandera writes it (a list with `options.check_name`, or the older mapping) -> {name: value}."""
+def _check_entries(checks: Any) -> list[tuple[str, Any]]:
+    """`checks:` as pandera writes it (a list with `options.check_name`, or the older mapping) -> [(name, value)]."""
     if checks is None:
-        return {}
+        return []
     if isinstance(checks, dict):
-        return dict(checks)
+        return list(checks.items())
     if not isinstance(checks, list):
         raise ValueError(f"checks must be a list or a mapping, got {checks!r}")
-    entries = {}
+    entries = []
     for entry in checks:
         options = entry.get("options") if isinstance(entry, dict) else None
         if not isinstance(options, dict) or "check_name" not in options:
             raise ValueError(f"a check in a list needs options.check_name: {entry!r}")
-        entries[options["check_name"]] = entry
+        entries.append((options["check_name"], entry))
     return entries
 
 
@@ -205,20 +204,23 @@ def _build_check(name: str, value: Any, dtype: Any) -> Check:
 
 
 def _stat(value: Any, dtype: Any) -> Any:
-    """A statistic as the column's type compares it: YAML has no dates with zones, pandera writes them as text."""
+    """A statistic as the column's type compares it: a date or datetime column's bounds, written as text or as a
+    YAML timestamp without a zone, become dates or datetimes in the column's zone."""
     import polars as pl
 
-    kind = getattr(dtype, "type", None)
+    kind = getattr(dtype, "type", None)  # a polars dtype: the class (`Date`) or an instance (`Datetime("us")`)
     if isinstance(value, list):
         return [_stat(item, dtype) for item in value]
-    if isinstance(kind, pl.Datetime) and isinstance(value, str | datetime | date):
+    if kind is None or not isinstance(value, str | date):
+        return value
+    if kind == pl.Datetime:
         stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        if kind.time_zone and stamp.tzinfo is None:
+        zone = getattr(kind, "time_zone", None)
+        if zone and stamp.tzinfo is None:
             from zoneinfo import ZoneInfo
 
-            stamp = stamp.replace(tzinfo=ZoneInfo(kind.time_zone))
+            stamp = stamp.replace(tzinfo=ZoneInfo(zone))
         return stamp
-    if isinstance(kind, pl.Date) and isinstance(value, str | datetime):
-        return value.date() if isinstance(value, datetime) else date.fromisoformat(value)
+    if kind == pl.Date:
+        return value.date() if isinstance(value, datetime) else date.fromisoformat(str(value))
     return value
-

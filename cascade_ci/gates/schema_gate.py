@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyiceberg.types import IcebergType
 
-    from cascade_ci.gates import GateContext
+    from cascade_ci.gates.base import GateContext
 
 GATE = "schema"
+name = GATE
 CHECK = "backward_compatible"
 
 

@@ -9,12 +9,12 @@ destination; dlt's pipeline state lives there too, so nothing reaches ~/.dlt and
 cursors start afresh every run: cascade's window is the state). Nested lists become their own tables,
 named `parent__child` as dlt names them.
 
-Row ids. dlt gives each root row a random `_dlt_id` and links a nested row to its parent through
-`_dlt_parent_id` and `_dlt_list_idx`. cascade drops `_dlt_load_id` and makes the ids deterministic
-so a re-run upserts instead of duplicating: a root row's `_dlt_id` is a hash of its primary key (of
-the whole row when the table has none), a nested row's a hash of its parent's id, its table and its
-position, as dlt derives it. `keys(table)` gives what ingest upserts on: a root table's primary key,
-else its merge key; `_dlt_id` for a nested table whose root has a primary key.
+Row ids. dlt gives each root row a random `_dlt_id` and links nested rows to their parent through
+`_dlt_parent_id` and `_dlt_list_idx`. cascade drops `_dlt_load_id` and re-derives the ids so a re-run
+upserts instead of duplicating: a root row's `_dlt_id` hashes its primary key (dlt's, else the source's
+`keys` for that table, else the whole row), a nested row's hashes its parent's id, table and position.
+`keys(table)` is what ingest upserts on when the config names none: a root table's dlt primary key,
+else its merge key; `_dlt_id` for a nested table whose root rows have a key.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import os
 import re
 import tempfile
 from base64 import urlsafe_b64encode
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,6 +117,12 @@ class DltSource:
             raise ConfigError(f"{spec!r} returned a {type(made).__name__}, not a dlt source or resource")
         return made
 
+    def identity(self, root: str, table: Mapping[str, Any], rows: pa.Table | None) -> list[str]:
+        """What tells a root row from another: dlt's primary key, else the key the config gives the table."""
+        given = self.config.keys.get(root) or self.config.keys.get(f"{self.config.namespace}.{root}") or []
+        key = _hinted(table, "primary_key") or list(given)
+        return key if rows is not None and set(key) <= set(rows.column_names) else []
+
     def collect(self, pipeline: Any) -> dict[str, pa.Table]:
         """Every loaded data table (dlt's own `_dlt_*` tables left out), ids made deterministic."""
         from dlt.destinations.exceptions import DestinationUndefinedEntity
@@ -137,13 +144,13 @@ class DltSource:
         self._keys = {}
         for name, rows in read.items():
             root = _root(name, parents)
-            root_key = _hinted(schema.get_table(root), "primary_key")
+            identity = self.identity(root, schema.get_table(root), read.get(root))
             if parents[name] is None:
-                rows, ids[name] = _root_ids(name, rows, root_key)
-                self._keys[name] = root_key or _hinted(schema.get_table(name), "merge_key")
+                rows, ids[name] = _root_ids(name, rows, identity)
+                self._keys[name] = _hinted(schema.get_table(name), "primary_key", "merge_key")
             else:
                 rows, ids[name] = _nested_ids(name, rows, ids.get(parents[name] or "", {}), ids.get(root, {}))
-                self._keys[name] = [ROW_ID] if root_key else []
+                self._keys[name] = [ROW_ID] if identity else []
             read[name] = rows.drop_columns([column for column in DROPPED if column in rows.column_names])
         return read
 
@@ -169,9 +176,13 @@ def _root(name: str, parents: Mapping[str, str | None]) -> str:
     return name
 
 
-def _hinted(table: Mapping[str, Any], hint: str) -> list[str]:
-    """The columns of a dlt table schema that carry `hint` (primary_key, merge_key), in column order."""
-    return [name for name, column in table.get("columns", {}).items() if column.get(hint)]
+def _hinted(table: Mapping[str, Any], *hints: str) -> list[str]:
+    """The columns carrying the first of `hints` (primary_key, merge_key) that any column of `table` carries."""
+    for hint in hints:
+        columns = [name for name, column in table.get("columns", {}).items() if column.get(hint)]
+        if columns:
+            return columns
+    return []
 
 
 def _digest(*parts: Any) -> str:
@@ -180,11 +191,16 @@ def _digest(*parts: Any) -> str:
 
 
 def _root_ids(name: str, rows: pa.Table, key: list[str]) -> tuple[pa.Table, dict[str, str]]:
-    """Replace dlt's random `_dlt_id` of a root table by a hash of the row's key (else its data)."""
+    """Replace dlt's random `_dlt_id` of a root table by a hash of the row's key (else of its data)."""
     if ROW_ID not in rows.column_names:
         return rows, {}
     hashed = rows.select(key) if key else rows.drop_columns([c for c in (*DROPPED, *LINKS) if c in rows.column_names])
-    new = [_digest(name, row) for row in hashed.to_pylist()]
+    seen: Counter[str] = Counter()
+    new = []
+    for row in hashed.to_pylist():  # the n-th repeat of a row gets its own id, so its nested rows stay apart
+        base = _digest(name, row)
+        new.append(_digest(base, seen[base]) if seen[base] else base)
+        seen[base] += 1
     old = rows.column(ROW_ID).to_pylist()
     return _set(rows, ROW_ID, new), dict(zip(old, new, strict=True))
 
@@ -218,18 +234,16 @@ def _quiet_dlt() -> Iterator[None]:
     saved = os.environ.get("RUNTIME__DLTHUB_TELEMETRY")
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     logger = logging.getLogger("dlt")
-    fallback = _DropFallback()
-    logger.addFilter(fallback)
+    logger.addFilter(_not_fallback)
     try:
         yield
     finally:
-        logger.removeFilter(fallback)
+        logger.removeFilter(_not_fallback)
         if saved is None:
             os.environ.pop("RUNTIME__DLTHUB_TELEMETRY", None)
         else:
             os.environ["RUNTIME__DLTHUB_TELEMETRY"] = saved
 
 
-class _DropFallback(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Falling back to `append`" not in record.getMessage()
+def _not_fallback(record: logging.LogRecord) -> bool:
+    return "Falling back to `append`" not in record.getMessage()

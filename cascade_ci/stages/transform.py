@@ -191,8 +191,9 @@ def _hours(threshold: dict[str, Any] | None) -> float | None:
 
 def source_freshness(manifest: dict[str, Any], project: DbtProject) -> list[dict[str, Any]]:
     """The freshness each dbt source declares (`freshness:` + `loaded_at_field`), as the freshness gate reads it."""
+    from cascade_ci.gates.dbt_gate import repo_path
+
     declared = []
-    relative = _relative(project)
     for source in manifest.get("sources", {}).values():
         freshness = source.get("freshness") or (source.get("config") or {}).get("freshness") or {}
         column = source.get("loaded_at_field")
@@ -206,17 +207,10 @@ def source_freshness(manifest: dict[str, Any], project: DbtProject) -> list[dict
                 "column": column,
                 "warn_after_hours": warn,
                 "error_after_hours": error,
-                "file": f"{relative}/{file}" if file else None,
+                "file": repo_path(project.path, project.root, file) if file else None,
             }
         )
     return sorted(declared, key=lambda entry: entry["table"])
-
-
-def _relative(project: DbtProject) -> str:
-    try:
-        return project.path.relative_to(project.root).as_posix()
-    except ValueError:
-        return project.path.as_posix()
 
 
 def _model_failures(run_results: dict[str, Any]) -> list[str]:

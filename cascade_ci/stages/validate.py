@@ -95,8 +95,8 @@ def validate(
     started, t0 = clock(), time.perf_counter()
     head, base = state.ref.hash, state.base_hash
     changes = catalog.diff(base, head)
-    ctx = GateContext(settings, catalog, name, head, base, tuple(changes), state, full=full, now=started)
-    results = tuple(run_gate(gate, ctx) for gate in (gates or settings.gate_names))
+    with GateContext(settings, catalog, name, head, base, tuple(changes), state, full=full, now=started) as ctx:
+        results = tuple(run_gate(gate, ctx) for gate in (gates or settings.gate_names))
     verdict = Verdict(
         run_id=run_id,
         attempt=state.attempt,

@@ -209,8 +209,9 @@ def test_nessie_lost_mid_promotion_then_rerun_lands(validated, monkeypatch):
 
 
 @pytest.fixture
-def ingested(nessie):
-    """Run 41 is branched and holds one window of sample raw data: ready to transform."""
+def ingested(nessie, glucose_project):
+    """Run 41 of the glucose + GitHub example is branched and holds one window of its sample raw data: ready to
+    transform (with dbt-trino, as the example's cascade.toml declares)."""
     assert cascade("branch", "--run-id", "41")[0].exit_code == 0
     result, _ = cascade("ingest", "--run-id", "41")
     assert result.exit_code == 0, result.output
@@ -269,7 +270,8 @@ def test_trino_unavailable_is_named(ingested, monkeypatch, how):
 
 
 @pytest.fixture
-def branched(nessie):
+def branched(nessie, glucose_project):
+    """Run 51 of the glucose + GitHub example is branched: `cascade ingest` reads the example's sample source."""
     assert cascade("branch", "--run-id", "51")[0].exit_code == 0
     with open_nessie() as catalog:
         return {"main": catalog.get_ref("main").hash, "head": catalog.get_ref("pipeline/run-51").hash}

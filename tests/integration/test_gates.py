@@ -1,9 +1,12 @@
-"""Each defect class, end to end: the same severity in verdict.json, JUnit, the summary and the exit code."""
+"""Each defect class, end to end: the same severity in verdict.json, JUnit, the summary and the exit code.
+
+Every test runs `cascade run` in a fresh copy of examples/glucose-github (the `glucose_project` fixture); the
+sample source's `defects` option injects the defect.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,8 @@ from junitparser import JUnitXml
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.cli import cli
-from cascade_ci.stages import transform as transform_stage
+
+pytestmark = pytest.mark.usefixtures("glucose_project")
 
 
 def run(tmp_path: Path, run_id: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -60,7 +64,7 @@ def findings(tmp_path: Path) -> dict[tuple[str, str, str], str]:
     ],
 )
 def test_defect_severity_is_the_same_everywhere(tmp_path, defect, expected, exit_code):
-    code, result = run(tmp_path, f"g-{defect}", "--defects", defect)
+    code, result = run(tmp_path, f"g-{defect}", "-o", f"defects={defect}")
     assert code == exit_code
     assert result["outcome"] == ("blocked" if exit_code else "promoted")
     found = findings(tmp_path)
@@ -71,7 +75,7 @@ def test_defect_severity_is_the_same_everywhere(tmp_path, defect, expected, exit
 
 def test_pandera_critical_level_warning_makes_warnings_block(tmp_path):
     code, result = run(
-        tmp_path, "g-crit", "--defects", "unknown_event_types", env={"PANDERA_CRITICAL_LEVEL": "warning"}
+        tmp_path, "g-crit", "-o", "defects=unknown_event_types", env={"PANDERA_CRITICAL_LEVEL": "warning"}
     )
     assert code == 1 and result["outcome"] == "blocked"
     found = findings(tmp_path)
@@ -80,7 +84,9 @@ def test_pandera_critical_level_warning_makes_warnings_block(tmp_path):
 
 
 def test_freshness_blocks_when_configured(tmp_path):
-    code, result = run(tmp_path, "g-fresh", "--defects", "stale_timestamps", env={"FRESHNESS_BLOCKS_PROMOTION": "true"})
+    # The defect comes through the example's cascade.toml: defects = "${CASCADE_SAMPLE_DEFECTS:-}".
+    env = {"FRESHNESS_BLOCKS_PROMOTION": "true", "CASCADE_SAMPLE_DEFECTS": "stale_timestamps"}
+    code, result = run(tmp_path, "g-fresh", env=env)
     assert code == 1 and result["outcome"] == "blocked"
     found = findings(tmp_path)
     assert {name for (gate, _, name) in found if gate == "freshness"} == {"fresh"}
@@ -88,12 +94,9 @@ def test_freshness_blocks_when_configured(tmp_path):
 
 
 @pytest.fixture
-def edited_project(tmp_path, monkeypatch):
-    """A copy of the dbt project the test may edit; transform runs it instead of the packaged one."""
-    project = tmp_path / "dbt-project"
-    shutil.copytree(transform_stage.project_dir(), project)
-    monkeypatch.setattr(transform_stage, "project_dir", lambda: project)
-    return project
+def edited_project(glucose_project):
+    """The dbt project of the test's copy of the example, which the test may edit."""
+    return glucose_project / "dbt"
 
 
 def test_dropped_column_blocks_through_the_schema_gate(tmp_path, edited_project):

@@ -1,9 +1,12 @@
-"""The reference pipeline end to end on the embedded default: real pyiceberg, real DuckDB, real dbt."""
+"""The glucose + GitHub example end to end on the embedded default: real pyiceberg, real DuckDB, real dbt.
+
+Every test runs in a fresh copy of examples/glucose-github (the `glucose_project` fixture), configured by its
+cascade.toml as a user's repository is.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,14 +14,21 @@ from click.testing import CliRunner
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.cli import cli
-from cascade_ci.pipeline.raw import EVENTS, GLUCOSE, REPO_STATS
-from cascade_ci.stages import transform as transform_stage
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.ingest import ingest
-from cascade_ci.stages.transform import MARTS, TransformError, transform
+from cascade_ci.stages.transform import TransformError, transform
 from cascade_ci.stages.validate import validate
 
+GLUCOSE, EVENTS, REPO_STATS = "raw.glucose_entries", "raw.github_user_events", "raw.github_repo_stats"
 RAW = (GLUCOSE, EVENTS, REPO_STATS)
+MARTS = (
+    "marts.fct_daily_glucose_metrics",
+    "marts.fct_github_repo_stats",
+    "marts.fct_github_user_events",
+    "marts.fct_glucose_readings",
+)
+
+pytestmark = pytest.mark.usefixtures("glucose_project")
 
 
 def cascade(*args: str):
@@ -110,7 +120,7 @@ DEFECT_CHECKS = {
 def test_defective_run_is_blocked_and_main_unchanged(defect):
     assert cascade("run", "--run-id", "903").exit_code == 0
     main = open_catalog().get_ref("main").hash
-    result = cascade("run", "--run-id", f"904-{defect}", "--defects", defect, "--json")
+    result = cascade("run", "--run-id", f"904-{defect}", "-o", f"defects={defect}", "--json")
     assert result.exit_code == 1, result.stderr
     run = json.loads(result.stdout)
     assert run["outcome"] == "blocked"
@@ -125,7 +135,7 @@ def test_defective_run_is_blocked_and_main_unchanged(defect):
 
 
 def test_warnings_do_not_block():
-    result = cascade("run", "--run-id", "905", "--defects", "unknown_event_types", "--json")
+    result = cascade("run", "--run-id", "905", "--option", "defects=unknown_event_types", "--json")
     assert result.exit_code == 0, result.stderr
     run = json.loads(result.stdout)
     assert run["outcome"] == "promoted"
@@ -136,7 +146,9 @@ def test_dbt_results_must_match_the_head(settings):
     catalog = open_catalog(settings)
     create_run_branch(settings, catalog, "906")
     ingest(settings, catalog, "906")
-    transform(settings, catalog, "906")
+    built = transform(settings, catalog, "906")
+    assert sorted(built.rows) == list(MARTS)  # the staging models are ephemeral: only the marts are tables
+    assert built.tests == {"pass": 20}
     ingest(settings, catalog, "906", now=datetime.now(UTC) + timedelta(hours=1))  # data changed after dbt
     verdict = validate(settings, catalog, "906")
     dbt = next(g for g in verdict.gates if g.gate == "dbt")
@@ -152,11 +164,9 @@ def test_dbt_gate_without_transform_is_an_error(settings):
     assert "has not run" in next(g for g in verdict.gates if g.gate == "dbt").error
 
 
-def test_broken_model_publishes_nothing(settings, tmp_path, monkeypatch):
-    project = tmp_path / "dbt"
-    shutil.copytree(transform_stage.project_dir(), project)
-    (project / "models" / "marts" / "fct_github_repo_stats.sql").write_text("select no_such_column from nowhere")
-    monkeypatch.setattr(transform_stage, "project_dir", lambda: project)
+def test_broken_model_publishes_nothing(settings, glucose_project):
+    model = glucose_project / "dbt" / "models" / "marts" / "fct_github_repo_stats.sql"
+    model.write_text("select no_such_column from nowhere")
     catalog = open_catalog(settings)
     create_run_branch(settings, catalog, "908")
     ingest(settings, catalog, "908")
@@ -168,5 +178,5 @@ def test_broken_model_publishes_nothing(settings, tmp_path, monkeypatch):
 
 
 def test_dbt_output_never_reaches_stdout_in_json_mode():
-    result = cascade("run", "--run-id", "909", "--defects", "duplicate_ids", "--json")
+    result = cascade("run", "--run-id", "909", "-o", "defects=duplicate_ids", "--json")
     json.loads(result.stdout)  # the whole of stdout is the JSON payload

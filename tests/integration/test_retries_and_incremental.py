@@ -1,4 +1,7 @@
-"""Transient faults are retried, data failures are not; incremental validation judges only what was appended."""
+"""Transient faults are retried, data failures are not; incremental validation judges only what was appended.
+
+Every test runs in a copy of examples/glucose-github: its cascade.toml declares the marts' pandera schemas.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,16 @@ import pytest
 from pyiceberg.types import LongType
 
 from cascade_ci.catalog import open_catalog
+from cascade_ci.config import load_settings
 from cascade_ci.gates import pandera_gate
 from cascade_ci.report import markdown
-from cascade_ci.config import load_settings
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.ingest import ingest
 from cascade_ci.stages.transform import transform
 from cascade_ci.stages.validate import validate
 from tests.fakes.faults import FlakyCatalog
+
+pytestmark = pytest.mark.usefixtures("glucose_project")
 
 
 @pytest.fixture
@@ -27,7 +32,7 @@ def fast_retries(monkeypatch):
 def prepared(settings, run_id: str, defects: tuple[str, ...] = ()):
     catalog = open_catalog(settings)
     create_run_branch(settings, catalog, run_id)
-    ingest(settings, catalog, run_id, defects=defects)
+    ingest(settings, catalog, run_id, options={"defects": ",".join(defects)})
     transform(settings, catalog, run_id)
     return catalog
 

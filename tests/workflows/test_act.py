@@ -16,6 +16,7 @@ from cascade_ci.catalog.local import LocalBranchCatalog
 from cascade_ci.github_api import MARKER
 from cascade_ci.config import load_settings
 from cascade_ci.stages.branch import create_run_branch
+from tests.conftest import copy_project
 from tests.fakes.http import FakeServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,12 +31,14 @@ REMOTE_ACTIONS = (
 
 
 def workspace(tmp_path: Path) -> Path:
-    """A checkout of this repository as GitHub's runner sees it: its workflows and actions, remote `origin` at
+    """A checkout of this repository as GitHub's runner sees it: its workflows, actions and the example project
+    the pipeline workflow runs (CASCADE_CONFIG=examples/glucose-github/cascade.toml), remote `origin` at
     github.com/GITHUB_REPOSITORY (act takes `github.repository` from there)."""
     root = tmp_path / "workspace"
     root.mkdir()
     for part in (".github", "actions"):
         (root / part).symlink_to(REPO / part)
+    copy_project(REPO / "examples", root / "examples")  # a copy: runs write nothing into this checkout
     origin = f"https://github.com/{GITHUB_REPOSITORY}.git"
     identity = ["-c", "user.name=ci", "-c", "user.email=ci@localhost", "-c", "commit.gpgsign=false"]
     for command in (["init", "-q"], ["remote", "add", "origin", origin], ["commit", "-q", "--allow-empty", "-m", "ws"]):

@@ -1,16 +1,26 @@
-"""`cascade run` end to end on the production stack: Nessie, Trino (dbt-trino) and S3 (moto)."""
+"""`cascade run` of the glucose + GitHub example end to end on the production stack: Nessie, Trino (dbt-trino)
+and S3 (moto). Every test runs in a fresh copy of examples/glucose-github (the `glucose_project` fixture)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.cli import cli
-from cascade_ci.engine.trino import TrinoEngine, catalog_name
 from cascade_ci.config import load_settings
-from cascade_ci.stages.transform import MARTS
+from cascade_ci.engine.trino import TrinoEngine, catalog_name
+
+MARTS = (
+    "marts.fct_daily_glucose_metrics",
+    "marts.fct_github_repo_stats",
+    "marts.fct_github_user_events",
+    "marts.fct_glucose_readings",
+)
+
+pytestmark = pytest.mark.usefixtures("glucose_project")
 
 
 def cascade(*args: str):
@@ -38,7 +48,7 @@ def test_run_promotes_through_trino(nessie_backend):
 
 def test_blocked_run_leaves_main_alone(nessie_backend):
     main = open_catalog(load_settings()).get_ref("main").hash
-    result = cascade("run", "--run-id", "7002", "--defects", "duplicate_ids", "--json")
+    result = cascade("run", "--run-id", "7002", "-o", "defects=duplicate_ids", "--json")
     assert result.exit_code == 1, result.stderr
     run = json.loads(result.stdout)
     assert run["outcome"] == "blocked"

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from glucose_github import github_source
+from glucose_github.raw import EVENTS, REPO_STATS, schemas
 
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
-from cascade_ci.pipeline.raw import EVENTS, REPO_STATS, schemas
-from cascade_ci.pipeline.sources import github_source
 from tests.fakes.github import TOKEN, assert_token_hidden, rate_limited
 from tests.fakes.http import FakeServer, Response, unused_port
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from glucose_github import nightscout
+from glucose_github.raw import GLUCOSE, schemas
 
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
-from cascade_ci.pipeline.raw import GLUCOSE, schemas
-from cascade_ci.pipeline.sources import nightscout
 from tests.fakes.http import FakeServer, Request, Response, unused_port
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "nightscout_entries.json"

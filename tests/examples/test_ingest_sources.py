@@ -1,17 +1,22 @@
-"""`cascade ingest` from the real-API sources, served by a local fake with the APIs' payload shapes."""
+"""`cascade ingest` from the example's real-API sources, served by a local fake with the APIs' payload shapes."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from click.testing import CliRunner
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.cli import cli
-from cascade_ci.pipeline.raw import GLUCOSE
+from tests.examples.test_nightscout_source import ENDPOINT, FIXTURE, nightscout_api, synthetic
 from tests.fakes.http import FakeServer
-from tests.unit.test_nightscout_source import ENDPOINT, FIXTURE, nightscout_api, synthetic
+
+GLUCOSE = "raw.glucose_entries"
+RAW = {GLUCOSE, "raw.github_user_events", "raw.github_repo_stats"}
+
+pytestmark = pytest.mark.usefixtures("glucose_project")
 
 
 def cascade(*args: str, env: dict[str, str] | None = None):
@@ -32,19 +37,25 @@ def test_ingest_from_nightscout_api_with_secret():
         result = cascade("ingest", "--run-id", "1", "--source", "nightscout", "--json", env=env)
         again = cascade("ingest", "--run-id", "1", "--source", "nightscout", "--json", env=env)
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["rows"] == {GLUCOSE: 300}
+    payload = json.loads(result.stdout)
+    assert payload["sources"] == ["nightscout"]
+    # The example's sources return every raw table, empty when they have no rows for it.
+    assert payload["rows"] == {GLUCOSE: 300, "raw.github_repo_stats": 0, "raw.github_user_events": 0}
     assert again.exit_code == 0
     ids = glucose_ids("pipeline/run-1")
     assert len(ids) == len(set(ids)) == 300
     assert all("s3cret-value" not in r.target and "s3cret-value" not in str(r.headers) for r in server.requests)
 
 
-def test_ingest_from_export_file():
+def test_ingest_from_export_file_given_as_an_option():
     assert cascade("branch", "--run-id", "2").exit_code == 0
-    result = cascade("ingest", "--run-id", "2", "--from-file", str(FIXTURE), "--json")
+    result = cascade("ingest", "--run-id", "2", "--source", "nightscout", "-o", f"file={FIXTURE}", "--json")
     assert result.exit_code == 0, result.stderr
     expected = [e["_id"] for e in json.loads(FIXTURE.read_text()) if e.get("type") == "sgv"]
+    assert json.loads(result.stdout)["rows"][GLUCOSE] == len(expected) == 8
     assert sorted(glucose_ids("pipeline/run-2")) == sorted(expected)
+    sources = open_catalog().tables("pipeline/run-2").load_table(GLUCOSE).scan().to_arrow()["source"]
+    assert set(sources.to_pylist()) == {"nightscout-export"}
 
 
 def test_malformed_payload_writes_nothing(tmp_path):
@@ -54,7 +65,7 @@ def test_malformed_payload_writes_nothing(tmp_path):
     bad.write_text(json.dumps(entries))
     assert cascade("branch", "--run-id", "3").exit_code == 0
     head = open_catalog().get_ref("pipeline/run-3").hash
-    result = cascade("ingest", "--run-id", "3", "--from-file", str(bad))
+    result = cascade("ingest", "--run-id", "3", "--source", "nightscout", "--option", f"file={bad}")
     assert result.exit_code == 2
     assert "#4" in result.stderr and "sgv" in result.stderr
     assert open_catalog().get_ref("pipeline/run-3").hash == head
@@ -62,6 +73,27 @@ def test_malformed_payload_writes_nothing(tmp_path):
 
 def test_missing_nightscout_url_is_a_config_error():
     assert cascade("branch", "--run-id", "4").exit_code == 0
+    head = open_catalog().get_ref("pipeline/run-4").hash
     result = cascade("ingest", "--run-id", "4", "--source", "nightscout")
     assert result.exit_code == 2
     assert "NIGHTSCOUT_URL" in result.stderr
+    assert open_catalog().get_ref("pipeline/run-4").hash == head
+
+
+def test_sample_source_options_from_the_environment_and_the_command_line():
+    """The example's cascade.toml reads CASCADE_SAMPLE_DEFECTS through ${VAR:-}; -o wins over it for one run."""
+    assert cascade("branch", "--run-id", "5").exit_code == 0
+    env = {"CASCADE_SAMPLE_DEFECTS": "duplicate_ids"}
+    unknown = cascade("ingest", "--run-id", "5", "-o", "defects=no_such_defect", env=env)
+    assert unknown.exit_code == 2
+    assert "unknown defect(s) ['no_such_defect']" in unknown.stderr
+    result = cascade("ingest", "--run-id", "5", "--json", env=env)
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["sources"] == ["sample"]
+    assert set(payload["rows"]) == RAW
+    # 576 readings in 48 h plus three repeating an id: a batch is written as the source returned it (the upsert
+    # replaces rows already on the branch, it does not judge the batch); the gates block the duplicates.
+    assert payload["rows"][GLUCOSE] == 579
+    ids = glucose_ids("pipeline/run-5")
+    assert len(ids) == 579 and len(set(ids)) == 576

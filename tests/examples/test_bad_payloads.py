@@ -22,21 +22,22 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
+from glucose_github.nightscout import entries_to_batch
+from glucose_github.raw import DIRECTIONS, GLUCOSE
+from glucose_github.schemas import MART_SCHEMAS, FactGlucoseReadings
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cascade_ci.catalog.local import LocalBranchCatalog
+from cascade_ci.config import load_settings
 from cascade_ci.errors import CascadeError, RefusedError, SourceError
 from cascade_ci.gates import pandera_gate
-from cascade_ci.verdict import Level
-from cascade_ci.pipeline.raw import DIRECTIONS, GLUCOSE
-from cascade_ci.pipeline.schemas import MART_SCHEMAS, FactGlucoseReadings
-from cascade_ci.pipeline.sources.nightscout import entries_to_batch
-from cascade_ci.config import load_settings
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.ingest import ingest
 from cascade_ci.stages.promote import promote
 from cascade_ci.stages.validate import validate
+from cascade_ci.verdict import Level
+from tests.conftest import GLUCOSE_EXAMPLE
 from tests.fakes.marts import glucose_category
 
 MART = "marts.fct_glucose_readings"
@@ -270,19 +271,23 @@ def empty_marts(catalog: LocalBranchCatalog) -> None:
 
 
 def publish_attempt(entries: list[dict[str, Any]], run_id: str) -> tuple[Any, str, str, LocalBranchCatalog, Path]:
-    """Real ingest from an export file, the mart built as dbt would, the real validate; then promote."""
+    """Real ingest from an export file (the example's nightscout source, `-o file=`), the mart built as dbt
+    would, the real validate with the example's pandera schemas; then promote."""
     home = Path(tempfile.mkdtemp(prefix="bad-payload-"))
-    cfg = load_settings().model_copy(update={"home": home / "home", "reports_dir": home / "reports"})
+    cfg = load_settings(
+        GLUCOSE_EXAMPLE / "cascade.toml", home=home / "home", reports_dir=home / "reports", gates="schema,pandera"
+    )
     catalog = LocalBranchCatalog(cfg.home)
     empty_marts(catalog)
     main_before = catalog.get_ref("main").hash
     branch = create_run_branch(cfg, catalog, run_id).branch
     export = home / "export.json"
     export.write_text(json.dumps(entries), encoding="utf-8")
-    ingest(cfg, catalog, run_id, from_file=export)
+    ingest(cfg, catalog, run_id, sources=["nightscout"], options={"file": str(export)})
     raw = catalog.tables(branch).load_table(GLUCOSE).scan().to_arrow()
     catalog.tables(branch).load_table(MART).append(mart_frame(raw).to_arrow())
-    verdict = validate(cfg, catalog, run_id, gates=["schema", "pandera"])
+    verdict = validate(cfg, catalog, run_id)
+    assert [gate.gate for gate in verdict.gates] == ["schema", "pandera"]
     try:
         outcome = promote(cfg, catalog, run_id).action
     except RefusedError as e:

@@ -1,14 +1,15 @@
-"""Pandera rule matching: every failure lands on the right (column, rule) with the column's severity."""
+"""The example's mart schemas through the pandera gate's rule matching: every failure lands on the right
+(column, rule) with the column's severity."""
 
 from __future__ import annotations
 
 from datetime import date
 
 import polars as pl
+from glucose_github.schemas import FactGitHubRepoStats
 
 from cascade_ci.gates.pandera_gate import _check, _failures, _matches, rules_of
 from cascade_ci.verdict import Level
-from cascade_ci.pipeline.schemas import FactGitHubRepoStats
 
 
 def repo_stats(**overrides):
