@@ -81,14 +81,32 @@ def append_rows(tables: Catalog, name: str, rows: pa.Table) -> None:
 
 
 def replace_table(tables: Catalog, name: str, rows: pa.Table) -> None:
-    """Make table `name` hold exactly `rows`, evolving its schema to theirs (dropped columns go too)."""
+    """Make table `name` hold exactly `rows`, evolving its schema to theirs.
+
+    Added columns are added, dropped ones dropped, and types widen where Iceberg allows it (int -> long,
+    float -> double); a column whose type changes otherwise is dropped and added again under a new field
+    id, so the schema gate sees the change for what it is.
+    """
+    from pyiceberg.exceptions import ValidationError
+
     table = _ensure_table(tables, name, rows.schema)
-    current = {field.name for field in table.schema().fields}
-    gone = current - set(rows.schema.names)
-    if gone or set(rows.schema.names) - current:
+    wanted = tables._convert_schema_if_needed(rows.schema)  # pyiceberg's own Arrow -> Iceberg
+    current = {field.name: field.field_type for field in table.schema().fields}
+    gone = set(current) - set(rows.schema.names)
+    retyped = {f.name for f in wanted.fields if f.name in current and f.field_type != current[f.name]}
+    if not (gone or retyped or set(rows.schema.names) - set(current)):
+        _overwrite(table, rows)
+        return
+    try:
         with table.update_schema(allow_incompatible_changes=True) as update:
             update.union_by_name(rows.schema)
             for column in sorted(gone):
                 update.delete_column(column)
+    except ValidationError:  # a type Iceberg cannot widen to: replace those columns
+        with table.update_schema(allow_incompatible_changes=True) as update:
+            for column in sorted(gone | retyped):
+                update.delete_column(column)
         table = tables.load_table(name)
-    _overwrite(table, rows)
+        with table.update_schema(allow_incompatible_changes=True) as update:
+            update.union_by_name(rows.schema)
+    _overwrite(tables.load_table(name), rows)

@@ -198,13 +198,17 @@ def expose(con: Any, table: Table, target: str) -> tuple[Exposed, list[str]]:
         _create_empty(con, target, schema)
         return "empty", []
     files = _local_parquet_files(table, tasks)
-    if (
-        files is not None
-        and all(duckdb_type(field.field_type) for field in schema.fields)
-        and names_compatible(table.metadata)
-        and _create_view(con, target, schema, files)
-    ):
+    if files is None:
+        reason = "delete files, or data files that are not local Parquet files"
+    elif not all(duckdb_type(field.field_type) for field in schema.fields):
+        reason = "a column type DuckDB has no cast to"
+    elif not names_compatible(table.metadata):
+        reason = "a column renamed, or a name reused, in its schema history"
+    elif not _create_view(con, target, schema, files):
+        reason = "DuckDB could not read its files by column name"
+    else:
         return "view", files
+    log.info("%s is loaded whole, not read in place: %s", target, reason)
     _copy(con, target, scan.to_arrow_batch_reader())
     return "copy", []
 

@@ -347,3 +347,61 @@ def test_sql_errors_are_config_errors(engine, catalog):
         engine.query(BRANCH, "SELECT nope FROM raw.readings")
     with pytest.raises(ConfigError, match="does not parse"):
         engine.query(BRANCH, "SELEC 1")
+
+
+# --- with dbt ------------------------------------------------------------------------------------------
+
+INCREMENTAL_MODEL = """\
+{{ config(materialized='incremental', unique_key='id', incremental_strategy='delete+insert') }}
+select id, sgv from {{ source('raw', 'readings') }}
+{% if is_incremental() %} where id >= (select max(id) from {{ this }}) {% endif %}
+"""
+
+
+def dbt_run(engine: DuckDbEngine, project, target: DbtTarget) -> None:
+    """`dbt run` in-process on the engine's target, as the transform stage runs it."""
+    import json
+
+    from dbt.cli.main import dbtRunner
+
+    profiles = engine.work_dir / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    output = {**target.output, "schema": "marts"}
+    (profiles / "profiles.yml").write_text(json.dumps({"cascade": {"target": "b", "outputs": {"b": output}}}))
+    paths = ["--target-path", str(engine.work_dir / "target"), "--log-path", str(engine.work_dir / "logs")]
+    result = dbtRunner().invoke(
+        ["run", "--project-dir", str(project), "--profiles-dir", str(profiles), "--log-level", "none", *paths]
+    )
+    assert result.success, result.exception or result.result
+
+
+def test_dbt_incremental_runs_become_an_append_then_an_upsert(engine, catalog, tmp_path, monkeypatch, spies):
+    from cascade_ci.catalog.writes import upsert
+
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text('name: p\nversion: "1.0"\nconfig-version: 2\nprofile: cascade\n')
+    (project / "models" / "sources.yml").write_text(
+        "version: 2\nsources:\n  - name: raw\n    schema: raw\n    tables:\n      - name: readings\n"
+    )
+    (project / "models" / "inc.sql").write_text(INCREMENTAL_MODEL)
+    model = Model("marts.inc", "incremental", unique_key=("id",))
+
+    def run() -> dict[str, int]:
+        target = engine.prepare(BRANCH, ["marts.inc"])
+        dbt_run(engine, project, target)
+        return engine.publish(BRANCH, [model])
+
+    write_rows(catalog, BRANCH, "raw.readings", readings(1, 2, 3))
+    assert run() == {"marts.inc": 3}  # first build: the table is made
+    write_rows(catalog, BRANCH, "raw.readings", readings(4, 5))
+    assert run() == {"marts.inc": 5}  # new rows only: an Iceberg append
+    assert catalog.tables(BRANCH).load_table("marts.inc").current_snapshot().summary.operation.value == "append"
+    upsert(
+        catalog.tables(BRANCH), "raw.readings", pa.table({"id": [5, 6], "sgv": pa.array([0, 6], pa.int32())}), ("id",)
+    )
+    assert run() == {"marts.inc": 6}  # row 5 changed, row 6 new: an upsert on the unique key
+    assert spies == ["replace_table", "append_rows", "upsert"]
+    rows = by_id(read_rows(catalog, BRANCH, "marts.inc"))
+    assert [(row["id"], row["sgv"]) for row in rows] == [(1, 101), (2, 102), (3, 103), (4, 104), (5, 0), (6, 6)]
