@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, MetaKind
 from cascade_ci.catalog.local import LocalBranchCatalog
-from cascade_ci.verdict import Check, GateResult, Level, Verdict
 from cascade_ci.config import load_settings
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.gc import collect_garbage
-from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, MetaKind
+from cascade_ci.verdict import Check, GateResult, Level, Verdict
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 OLD, RECENT = NOW - timedelta(days=30), NOW - timedelta(days=1)

@@ -18,10 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-# The mart and its pandera schema are the glucose + GitHub example's, declared in its cascade.toml.
-CONFIG = REPO / "examples" / "glucose-github" / "cascade.toml"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.config import load_settings
@@ -30,6 +27,8 @@ from cascade_ci.stages.validate import validate
 from tests.integration.test_retries_and_incremental import readings_table
 
 CHUNK = 1_000_000
+# The mart and its pandera schema are the glucose + GitHub example's, declared in its cascade.toml.
+CONFIG = Path(__file__).resolve().parents[1] / "examples" / "glucose-github" / "cascade.toml"
 
 
 def main() -> None:

@@ -31,12 +31,12 @@ def main() -> None:
     parser.add_argument("--branches", type=int, default=10_000)
     args = parser.parse_args()
     load_stack_env()
+    from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, MetaKind
     from cascade_ci.catalog import open_catalog
-    from cascade_ci.verdict import GateResult, Verdict
     from cascade_ci.config import load_settings
     from cascade_ci.stages.branch import create_run_branch
     from cascade_ci.stages.gc import collect_garbage
-    from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, MetaKind
+    from cascade_ci.verdict import GateResult, Verdict
 
     prefix = f"bench{uuid.uuid4().hex[:6]}/run-"
     settings = load_settings(branch_prefix=prefix)

@@ -35,9 +35,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples" / "glucose-github"))  # the example's package, glucose_github
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "glucose-github"))  # glucose_github
 
 import polars as pl
 import pyarrow as pa

@@ -2,8 +2,10 @@
 
 `prepare` exposes every table of the branch as a DuckDB view over the Parquet data files of its Iceberg
 snapshot (planned by pyiceberg), so a model reads only the columns and row groups its SQL needs;
-nothing is copied. A table a view cannot read faithfully (delete files, renamed columns, files not on
-the local disk) is loaded through pyiceberg instead. The tables of incremental models are copied in,
+nothing is copied. Files are read by column name, so a view needs the snapshot's files to carry the
+current names (added columns read as NULL in older files); a table a view cannot read faithfully (delete
+files, a renamed column or one retyped beyond an Iceberg promotion while older files remain, files not
+on the local disk) is loaded through pyiceberg instead. The tables of incremental models are copied in,
 because dbt appends or merges into them, and their original content stays visible under
 `__cascade_base` so `publish` can write only what changed: an Iceberg append when rows were only
 added, an upsert on the unique key, else a replacement. `query` runs one read-only SELECT over the same
@@ -37,6 +39,7 @@ BASE_SCHEMA = "__cascade_base"  # original content of the incremental models' ta
 _PREPARED = f'"{BASE_SCHEMA}"."__prepared"'  # which tables were prepared for incremental models, at which snapshot
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GLOB = re.compile(r"[*?\[\]{}]")  # read_parquet would expand these in a path
+_DECIMAL = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 
 Exposed = Literal["view", "empty", "copy"]
 
@@ -114,24 +117,91 @@ def names_compatible(metadata: TableMetadata) -> bool:
     """True if files written under any of the table's schemas can be read by column name under the current one.
 
     Every field id keeps one (full) name and every name one field id across the schema history (added and
-    dropped columns are fine; a rename, or a name reused for a new column, is not), and nested columns
-    keep their type (DuckDB reads nested types by position, not id).
+    dropped columns are fine; a rename, or a name reused for a new column, is not), a primitive type only
+    changed by an Iceberg promotion (int -> long, float -> double, wider decimal), and nested columns kept
+    their type.
     """
-    from pyiceberg.schema import index_by_id, index_name_by_id
-    from pyiceberg.types import NestedField, PrimitiveType
+    from pyiceberg.exceptions import ResolveError
+    from pyiceberg.schema import index_by_id, index_name_by_id, promote
+    from pyiceberg.types import PrimitiveType
 
+    current = index_by_id(metadata.schema())
     names: dict[int, str] = {}
     ids: dict[str, int] = {}
-    nested: dict[int, Any] = {}
     for schema in metadata.schemas:
         for field_id, name in index_name_by_id(schema).items():
             if names.setdefault(field_id, name) != name or ids.setdefault(name, field_id) != field_id:
                 return False
         for field_id, field in index_by_id(schema).items():
-            changed = nested.setdefault(field_id, field.field_type) != field.field_type
-            if isinstance(field, NestedField) and not isinstance(field.field_type, PrimitiveType) and changed:
+            now = current.get(field_id)
+            if now is None or field.field_type == now.field_type:
+                continue
+            if not isinstance(field.field_type, PrimitiveType) or not isinstance(now.field_type, PrimitiveType):
+                return False
+            try:
+                promote(field.field_type, now.field_type)
+            except ResolveError:
                 return False
     return True
+
+
+def files_match(con: Any, files: list[str], schema: Schema) -> bool:
+    """True if each file's top-level columns carry the current field ids under the current names.
+
+    The precise test when the schema history is not name-compatible (a column dropped and added again
+    under its old name, as `replace_table` does with a retyped column, is harmless once no file of the
+    snapshot holds the old column). Flat schemas only: nested columns keep the history rule.
+    """
+    import duckdb
+    from pyiceberg.types import PrimitiveType
+
+    if not all(isinstance(field.field_type, PrimitiveType) for field in schema.fields):
+        return False
+    by_name = {field.name: field.field_id for field in schema.fields}
+    by_id = {field.field_id: field.name for field in schema.fields}
+    listing = f"[{', '.join(_literal(f) for f in files)}]"
+    try:
+        kinds = ", ".join(f"typeof(CAST(NULL AS {duckdb_type(field.field_type)}))" for field in schema.fields)
+        wanted = dict(zip(by_name, con.execute(f"SELECT {kinds}").fetchall()[0], strict=True))  # DuckDB's spelling
+        rows = con.execute(
+            f"SELECT file_name, name, field_id, num_children, duckdb_type FROM parquet_schema({listing})"  # noqa: S608
+        ).fetchall()
+    except duckdb.Error:
+        return False
+    per_file: dict[str, list[tuple[Any, ...]]] = {}
+    for file_name, *node in rows:  # each file's schema tree, depth first from its root
+        per_file.setdefault(file_name, []).append(tuple(node))
+    for tree in per_file.values():
+        at = 1
+        for _ in range(tree[0][2] or 0):
+            name, field_id, _, kind = tree[at]
+            if (name in by_name and field_id != by_name[name]) or (field_id in by_id and by_id[field_id] != name):
+                return False
+            if name in wanted and not _promotes(kind, wanted[name]):
+                return False
+            at = _subtree_end(tree, at)
+    return len(per_file) == len(set(files))
+
+
+def _promotes(stored: str, wanted: str) -> bool:
+    """True if a column stored as DuckDB type `stored` reads as `wanted` by an Iceberg type promotion (or none)."""
+    if stored == wanted or (stored, wanted) in (("INTEGER", "BIGINT"), ("FLOAT", "DOUBLE")):
+        return True
+    stored_decimal, wanted_decimal = _DECIMAL.fullmatch(stored), _DECIMAL.fullmatch(wanted)
+    return bool(
+        stored_decimal
+        and wanted_decimal
+        and stored_decimal.group(2) == wanted_decimal.group(2)
+        and int(stored_decimal.group(1)) <= int(wanted_decimal.group(1))
+    )
+
+
+def _subtree_end(tree: list[tuple[Any, ...]], at: int) -> int:
+    """The index just past the node at `at` and its descendants."""
+    end = at + 1
+    for _ in range(tree[at][2] or 0):
+        end = _subtree_end(tree, end)
+    return end
 
 
 def _local_parquet_files(table: Table, tasks: list[Any]) -> list[str] | None:
@@ -202,7 +272,7 @@ def expose(con: Any, table: Table, target: str) -> tuple[Exposed, list[str]]:
         reason = "delete files, or data files that are not local Parquet files"
     elif not all(duckdb_type(field.field_type) for field in schema.fields):
         reason = "a column type DuckDB has no cast to"
-    elif not names_compatible(table.metadata):
+    elif not (names_compatible(table.metadata) or files_match(con, files, schema)):
         reason = "a column renamed, or a name reused, in its schema history"
     elif not _create_view(con, target, schema, files):
         reason = "DuckDB could not read its files by column name"

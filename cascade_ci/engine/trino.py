@@ -179,7 +179,6 @@ class TrinoEngine:
             "port": self.port,
             "http_scheme": self.scheme,
             "database": name,
-            "schema": "marts",
             "threads": 2,
         }
         env = {}
@@ -198,28 +197,28 @@ class TrinoEngine:
         return counts
 
     def query(self, ref: str, sql: str) -> list[tuple[Any, ...]]:
-        """Run one SELECT on branch `ref` (tables named `schema.table`); ConfigError for other SQL or refs.
+        """Run one SELECT on branch or commit `ref` (tables named `schema.table`); ConfigError for other SQL.
 
-        Only branch names: the catalog of a ref is made with the ref as its Iceberg REST prefix, and a
-        commit hash does not name a branch. The SQL is checked lexically (`read_only_sql`). The branch's
-        catalog is the session catalog while the query runs, and is dropped afterwards unless this engine
-        had already made it (for dbt).
+        The catalog of a ref has the ref as its Iceberg REST prefix: a branch name, or `@<hash>`, which
+        Nessie serves read-only at that commit. The SQL is checked lexically (`read_only_sql`). The
+        catalog is the session catalog while the query runs, and is dropped afterwards unless this
+        engine had already made it (for dbt).
         """
         from trino.exceptions import TrinoUserError
 
         statement = read_only_sql(sql)
-        if _HASH.fullmatch(ref):
-            raise ConfigError(f"queries on Trino run on a branch, not a commit hash ({ref})")
-        try:
-            found = self.catalog.get_ref(ref)
-        except NotFoundError as e:
-            raise ConfigError(f"no branch named {ref!r} to query") from e
-        if found.kind != RefKind.BRANCH:
-            raise ConfigError(f"queries on Trino run on a branch; {ref!r} is a {found.kind}")
-        name = identifier(catalog_name(ref))
+        spec = f"@{ref}" if _HASH.fullmatch(ref) else ref
+        if spec == ref:
+            try:
+                found = self.catalog.get_ref(ref)
+            except NotFoundError as e:
+                raise ConfigError(f"no branch named {ref!r} to query") from e
+            if found.kind != RefKind.BRANCH:
+                raise ConfigError(f"queries on Trino run on a branch or a commit hash; {ref!r} is a {found.kind}")
+        name = identifier(catalog_name(spec))
         owned = name not in self._created
         if owned:
-            self.create_catalog(ref)
+            self.create_catalog(spec)
         try:
             return [tuple(row) for row in self.execute(statement, catalog=name)]
         except TrinoUserError as e:

@@ -118,8 +118,7 @@ def run_dbt(args: list[str], project: DbtProject, target: DbtTarget, work_dir: P
 
     profiles = work_dir / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
-    output = {**target.output, "threads": project.config.threads}
-    output.setdefault("schema", project.config.schema_)
+    output = {**target.output, "threads": project.config.threads, "schema": project.config.schema_}
     (profiles / "profiles.yml").write_text(
         json.dumps({project.profile: {"target": "branch", "outputs": {"branch": output}}}), encoding="utf-8"
     )

@@ -28,15 +28,15 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from cascade_ci.branch_state import KIND, RUN_ID, MetaKind
 from cascade_ci.catalog import BranchCatalog, open_catalog
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.catalog.local import LocalBranchCatalog
 from cascade_ci.catalog.nessie import SCRATCH_PREFIX, NessieBranchCatalog
 from cascade_ci.cli import cli
-from cascade_ci.naming import TAG_PREFIX
 from cascade_ci.config import load_settings
+from cascade_ci.naming import TAG_PREFIX
 from cascade_ci.stages.branch import create_run_branch
-from cascade_ci.branch_state import KIND, RUN_ID, MetaKind
 from cascade_ci.stages.validate import validate
 from tests.fakes.http import FakeServer
 from tests.faults.nessie_support import all_refs, ids_at, open_nessie, scratch_branches

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from cascade_ci.catalog import open_catalog
 from cascade_ci.catalog.local import LocalBranchCatalog
 from cascade_ci.cli import cli
-from cascade_ci.github_api import MARKER
 from cascade_ci.config import load_settings
+from cascade_ci.github_api import MARKER
 from cascade_ci.stages.branch import create_run_branch
 from tests.conftest import readings, write_rows
 from tests.fakes.http import FakeServer

@@ -316,9 +316,11 @@ def test_a_source_is_told_its_window_options_and_root(project):
 
 
 def test_a_failing_source_writes_nothing(project):
-    settings, catalog = project.configure('[sources.good]\npython = "MOD:orders"\n[sources.bad]\npython = "MOD:broken"\n')
+    settings, catalog = project.configure(
+        '[sources.good]\npython = "MOD:orders"\n[sources.bad]\npython = "MOD:broken"\n'
+    )
     head = catalog.get_ref("pipeline/run-1").hash
-    with pytest.raises(SourceError, match="^the API said no$"):
+    with pytest.raises(SourceError, match=r"^the API said no$"):
         ingest(settings, catalog, "1", now=NOW)
     assert catalog.get_ref("pipeline/run-1").hash == head
     assert not catalog.tables("pipeline/run-1").table_exists("raw.orders")  # read first, written never
@@ -351,7 +353,7 @@ def test_a_failed_write_undoes_the_stages_earlier_writes(project):
     ingest(settings, catalog, "1", now=NOW)
     before = catalog.get_ref("pipeline/run-1").hash
     # raw.a_first is written (upserted) first, then raw.b_second's text does not fit its integer column.
-    with pytest.raises(Exception) as caught:  # noqa: B017 - whatever the table library raises
+    with pytest.raises(Exception) as caught:  # whatever the table library raises
         ingest(settings, catalog, "1", options={"break": "1"}, now=NOW)
     assert not isinstance(caught.value, AssertionError)
     after = catalog.get_ref("pipeline/run-1").hash

@@ -21,7 +21,7 @@ from cascade_ci.stages.validate import validate
 
 GLUCOSE, EVENTS, REPO_STATS = "raw.glucose_entries", "raw.github_user_events", "raw.github_repo_stats"
 RAW = (GLUCOSE, EVENTS, REPO_STATS)
-MARTS = (
+MART_NAMES = (
     "marts.fct_daily_glucose_metrics",
     "marts.fct_github_repo_stats",
     "marts.fct_github_user_events",
@@ -147,7 +147,7 @@ def test_dbt_results_must_match_the_head(settings):
     create_run_branch(settings, catalog, "906")
     ingest(settings, catalog, "906")
     built = transform(settings, catalog, "906")
-    assert sorted(built.rows) == list(MARTS)  # the staging models are ephemeral: only the marts are tables
+    assert sorted(built.rows) == list(MART_NAMES)  # the staging models are ephemeral: only the marts are tables
     assert built.tests == {"pass": 20}
     ingest(settings, catalog, "906", now=datetime.now(UTC) + timedelta(hours=1))  # data changed after dbt
     verdict = validate(settings, catalog, "906")
@@ -174,7 +174,7 @@ def test_broken_model_publishes_nothing(settings, glucose_project):
     with pytest.raises(TransformError, match="fct_github_repo_stats"):
         transform(settings, catalog, "908")
     assert catalog.get_ref("pipeline/run-908").hash == head
-    assert not any(catalog.tables(head).table_exists(mart) for mart in MARTS)
+    assert not any(catalog.tables(head).table_exists(mart) for mart in MART_NAMES)
 
 
 def test_dbt_output_never_reaches_stdout_in_json_mode():

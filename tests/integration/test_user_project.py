@@ -163,3 +163,17 @@ def test_each_defect_blocks_with_its_gate_and_main_stays(project, defect, gate, 
     assert list(blocked) == [gate], blocked
     assert any(check in name for name in blocked[gate]), blocked
     assert main_hash() == before
+
+
+@pytest.mark.integration
+def test_the_same_project_on_nessie_and_trino(project, nessie_backend):
+    first = run("1")
+    assert first["outcome"] == "promoted", failing(first)
+    assert sorted(rows("main.customer_revenue").column("revenue").to_pylist()) == [4.0, 17.75]
+    assert rows("main.order_log").num_rows == 3
+    before = main_hash()
+    (project / "data" / "orders_2.csv").write_text(orders_csv([(9, 2, -1.0, NOW - timedelta(minutes=5))]))
+    second = run("2")
+    assert second["outcome"] == "blocked"
+    assert failing(second) == {"sql": {"no_negative_amounts"}}
+    assert main_hash() == before

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from cascade_ci.verdict import Check, GateResult, Level, Verdict
 from cascade_ci.stages.validate import annotate
+from cascade_ci.verdict import Check, GateResult, Level, Verdict
 
 
 def verdict(checks: tuple[Check, ...], error: str | None = None) -> Verdict:

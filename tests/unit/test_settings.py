@@ -378,7 +378,12 @@ timeout_seconds = 30
     assert (orders.kind, orders.target, orders.table, orders.keys, orders.namespace, orders.default) == (
         "files", "data/*.csv", "orders", {"orders": ["order_id"]}, "raw", True
     )  # fmt: skip
-    assert (api.kind, api.target, api.namespace, api.default) == ("python", "my_pipeline.sources:read", "landing", False)
+    assert (api.kind, api.target, api.namespace, api.default) == (
+        "python",
+        "my_pipeline.sources:read",
+        "landing",
+        False,
+    )
     assert api.options == {"page_size": 100, "users": ["a", "b"]}
     assert settings.transform is not None
     assert (settings.transform.project_dir, settings.transform.select, settings.transform.threads) == (
@@ -513,7 +518,7 @@ ingest_hours = "${HOURS:-12}"
 
 [sources.api]
 python = "my_pipeline.sources:read"
-options = { token = "${API_TOKEN}", url = "https://${API_HOST:-api.example.org}/v1", users = ["${FIRST}", "b"], page = 5 }
+options = { token = "${API_TOKEN}", url = "https://${API_HOST:-api.example.org}/v1", users = ["${FIRST}", "b"], n = 5 }
 
 [tables."raw.events"]
 freshness = { column = "at", warn_after_hours = "${EVENTS_FRESHNESS_HOURS:-24}" }
@@ -527,7 +532,7 @@ freshness = { column = "at", warn_after_hours = "${EVENTS_FRESHNESS_HOURS:-24}" 
         "token": "tok-1",
         "url": "https://api.example.org/v1",
         "users": ["a", "b"],
-        "page": 5,
+        "n": 5,
     }
     freshness = settings.tables["raw.events"].freshness
     assert freshness is not None and freshness.warn_after_hours == 24.0
@@ -768,7 +773,8 @@ def test_config_check_names_an_unimportable_schema(workdir: Path) -> None:
 
 def test_config_check_names_unknown_gates_catalogs_and_a_missing_dbt_project(workdir: Path) -> None:
     config = write(
-        workdir / "cascade.toml", 'catalog = "postgres"\ngates = ["schema", "bogus"]\n[transform]\nproject_dir = "dbt"\n'
+        workdir / "cascade.toml",
+        'catalog = "postgres"\ngates = ["schema", "bogus"]\n[transform]\nproject_dir = "dbt"\n',
     )
     result = check(config)
     assert result.exit_code == 2, result.output

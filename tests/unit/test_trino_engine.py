@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from cascade_ci.engine.trino import TrinoEngine, catalog_name, identifier, literal, ref_prefix
 from cascade_ci.config import load_settings
+from cascade_ci.engine.trino import TrinoEngine, catalog_name, identifier, literal, ref_prefix
 
 
 def test_catalog_names_are_identifiers_and_distinct():

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.catalog.local import LocalBranchCatalog
-from cascade_ci.github_api import MARKER
 from cascade_ci.config import load_settings
+from cascade_ci.github_api import MARKER
 from cascade_ci.stages.branch import create_run_branch
 from tests.conftest import copy_project
 from tests.fakes.http import FakeServer

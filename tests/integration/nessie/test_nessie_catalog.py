@@ -17,6 +17,7 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from cascade_ci.catalog.base import BranchCatalog, ChangeKind, RefKind
 from cascade_ci.catalog.nessie import SCRATCH_PREFIX, NessieBranchCatalog
+from cascade_ci.config import load_settings
 from cascade_ci.errors import (
     AlreadyExistsError,
     CatalogError,
@@ -28,7 +29,6 @@ from cascade_ci.errors import (
     ReadOnlyRefError,
     ServiceUnavailableError,
 )
-from cascade_ci.config import load_settings
 from tests.conftest import read_rows, readings, write_rows
 from tests.fakes.http import FakeServer, unused_port
 

@@ -13,7 +13,7 @@ from cascade_ci.cli import cli
 from cascade_ci.config import load_settings
 from cascade_ci.engine.trino import TrinoEngine, catalog_name
 
-MARTS = (
+MART_NAMES = (
     "marts.fct_daily_glucose_metrics",
     "marts.fct_github_repo_stats",
     "marts.fct_github_user_events",
@@ -39,7 +39,7 @@ def test_run_promotes_through_trino(nessie_backend):
     catalogs = {row[0] for row in engine.execute("SHOW CATALOGS")}
     assert "main" in catalogs
     assert catalog_name("pipeline/run-7001") not in catalogs  # the branch's catalog is gone
-    for mart in MARTS:
+    for mart in MART_NAMES:
         through_trino = engine.execute(f"SELECT count(*) FROM main.{mart}")[0][0]
         through_pyiceberg = catalog.tables("main").load_table(mart).scan().to_arrow().num_rows
         assert through_trino == through_pyiceberg > 0
