@@ -276,6 +276,12 @@ def env_name(field: str) -> str:
     return alias if isinstance(alias, str) else field.upper()
 
 
+def _input_key(field: str) -> str:
+    """The key the model takes a field's value under: its alias, else its name."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else field
+
+
 def find_config(start: Path | None = None) -> Path | None:
     """The nearest `cascade.toml`, or `pyproject.toml` with a `[tool.cascade]` table, from `start` upward."""
     folder = (start or Path.cwd()).resolve()
@@ -309,10 +315,10 @@ def interpolate(value: Any, where: str, environ: dict[str, str] | None = None) -
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
+        if default is not None:  # as in the shell: `:-` applies to a variable unset or empty
+            return env.get(name) or default
         if name in env:
             return env[name]
-        if default is not None:
-            return default
         raise ConfigError(f"{where}: ${{{name}}} is not set (write ${{{name}:-default}} to make it optional)")
 
     return _VARIABLE.sub(substitute, value)
@@ -341,7 +347,10 @@ class _FileSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         if self.path is None:
             return {}
-        data = interpolate(read_config(self.path), "")
+        try:
+            data = interpolate(read_config(self.path), "")
+        except ConfigError as e:
+            raise ConfigError(f"{self.path}: {e}") from e
         unknown = sorted(set(data) - _FILE_KEYS)
         if unknown:
             raise ConfigError(
@@ -351,7 +360,7 @@ class _FileSource(PydanticBaseSettingsSource):
         for key in _PATH_KEYS:
             if key in data and isinstance(data[key], str):
                 data[key] = str((root / Path(data[key]).expanduser()).resolve())
-        return {env_name(key): value for key, value in data.items()}
+        return {_input_key(key): value for key, value in data.items()}
 
 
 _LOADING: ContextVar[Path | None] = ContextVar("cascade_config_file", default=None)
@@ -359,7 +368,7 @@ _LOADING: ContextVar[Path | None] = ContextVar("cascade_config_file", default=No
 
 def _describe(err: Any, from_file: set[str], path: Path | None) -> str:
     loc = [str(part) for part in err["loc"]]
-    field = next((name for name in Settings.model_fields if loc and env_name(name) == loc[0]), loc[0] if loc else "?")
+    field = next((name for name in Settings.model_fields if loc and _input_key(name) == loc[0]), loc[0] if loc else "?")
     rest = ".".join(loc[1:])
     if path is not None and field in from_file:
         key = field + (f".{rest}" if rest else "")
@@ -379,12 +388,17 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     path = Path(named).expanduser().resolve() if named else find_config()
     if path is not None and not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    given = {env_name(key): value for key, value in overrides.items() if value is not None}
+    given = {_input_key(key): value for key, value in overrides.items() if value is not None}
     if path is not None:
         given.update(CASCADE_CONFIG=str(path), CASCADE_ROOT=str(path.parent))
     else:
         given.update(CASCADE_ROOT=str(Path.cwd()))
-    from_file = {key for key in read_config(path) if key in _FILE_KEYS} if path else set()
+    environment = {name.upper() for name in os.environ}
+    from_file = {
+        key
+        for key in (read_config(path) if path else {})
+        if key in _FILE_KEYS and key not in overrides and env_name(key).upper() not in environment
+    }
     token = _LOADING.set(path)
     try:
         return Settings(**given)
@@ -406,8 +420,16 @@ def masked(settings: Settings) -> dict[str, Any]:
             return [hide(v, key) for v in value]
         if value not in (None, "") and SECRET_KEY.search(key):
             return "***"
+        if isinstance(value, str):  # a secret from the environment inside a longer string ("Bearer ${TOKEN}")
+            for secret in secrets:
+                value = value.replace(secret, "***")
         return value
 
+    secrets = sorted(
+        (value for name, value in os.environ.items() if SECRET_KEY.search(name) and len(value) >= 4),
+        key=len,
+        reverse=True,
+    )
     data = settings.model_dump(mode="json", by_alias=True)
     for name, field in Settings.model_fields.items():
         if field.annotation is not None and "SecretStr" in str(field.annotation) and data.get(name):

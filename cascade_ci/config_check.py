@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from cascade_ci.config import Settings
 
 
+def _located(text: str, where: str, key: str) -> str:
+    """`text` prefixed with the file and the key (the key once, when `text` starts with it already)."""
+    return f"{where}: {text}" if text.startswith(f"{key}:") else f"{where}: {key}: {text}"
+
+
 def problems(settings: Settings) -> list[str]:
     """What in the config cannot be resolved; empty when everything loads."""
     from cascade_ci.plugins import resolve
@@ -27,7 +32,7 @@ def problems(settings: Settings) -> list[str]:
         try:
             load()
         except CascadeError as e:
-            found.append(f"{where}: {key}: {e}")
+            found.append(_located(str(e), where, key))
         except Exception as e:  # a user's module may raise anything on import
             found.append(f"{where}: {key}: {type(e).__name__}: {e}")
 

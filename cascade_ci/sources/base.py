@@ -52,9 +52,12 @@ def to_arrow(rows: Rows) -> pa.Table:
         return rows.read_all()
     if isinstance(rows, pa.RecordBatch):
         return pa.Table.from_batches([rows])
-    items = list(rows) if isinstance(rows, Iterable) else [rows]
+    items = list(rows) if isinstance(rows, Iterable) and not isinstance(rows, str | bytes | Mapping) else [rows]
     if items and all(isinstance(item, pa.RecordBatch) for item in items):
         return pa.Table.from_batches(items)
+    odd = next((item for item in items if not isinstance(item, Mapping)), None)
+    if odd is not None:
+        raise TypeError(f"rows must be dicts, record batches or an Arrow table, not {type(odd).__name__}")
     return pa.Table.from_pylist(items)
 
 

@@ -35,6 +35,7 @@ def bench(name: str, *args: str, env: dict[str, str] | None = None) -> list[dict
         ("gc_scale.py", ("--small",)),
         ("pandera_throughput.py", ("--small",)),
         ("incremental_validation.py", ("--rows", "20000", "--append", "0.01", "--repeat", "1")),
+        ("transform_scan.py", ("--smoke",)),
     ],
 )
 def test_quick_benches_run(name, args):

@@ -195,6 +195,9 @@ def test_cli_reads_sources_named_repeatedly_or_comma_separated(project):
     unknown = cascade("ingest", "--run-id", "1", "--source", "nope")
     assert unknown.exit_code == 2
     assert "unknown source(s) ['nope']; declared: second, first, optional" in unknown.stderr
+    not_a_pair = cascade("ingest", "--run-id", "1", "-o", "amount")
+    assert not_a_pair.exit_code == 2
+    assert "'amount' is not KEY=VALUE" in not_a_pair.stderr
 
 
 # --- the key each table is upserted on ---------------------------------------------------------

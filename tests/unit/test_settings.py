@@ -551,7 +551,8 @@ def test_unset_variable_without_default_is_a_config_error(workdir: Path) -> None
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert str(caught.value) == (
-        "sources.api.options.token: ${MY_TOKEN} is not set (write ${MY_TOKEN:-default} to make it optional)"
+        f"{workdir / 'cascade.toml'}: sources.api.options.token: ${{MY_TOKEN}} is not set "
+        "(write ${MY_TOKEN:-default} to make it optional)"
     )
     assert caught.value.exit_code == 2
 
@@ -732,6 +733,24 @@ def test_config_check_names_the_file_the_key_and_the_problem(workdir: Path, text
     assert result.exit_code == 2, result.output
     assert f"{config}: {problem}" in result.stderr
     assert result.stdout == ""
+
+
+def test_config_flag_and_cascade_config_name_the_file_for_every_command(workdir: Path, tmp_path: Path) -> None:
+    write(workdir / "cascade.toml", "ingest_hours = 1\n")
+    other = write(tmp_path / "other" / "cascade.toml", "ingest_hours = 2\n")
+    found = CliRunner().invoke(cli, ["config", "check", "--json"])
+    assert json.loads(found.stdout)["ingest_hours"] == 1.0
+    from_env = CliRunner().invoke(cli, ["config", "check", "--json"], env={"CASCADE_CONFIG": str(other)})
+    assert from_env.exit_code == 0, from_env.output
+    assert (json.loads(from_env.stdout)["ingest_hours"], json.loads(from_env.stdout)["root"]) == (
+        2.0,
+        str(other.parent),
+    )
+    flag = CliRunner().invoke(cli, ["--config", str(other), "config", "check", "--json"])
+    assert json.loads(flag.stdout)["config_file"] == str(other)
+    missing = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.toml"), "config", "check"])
+    assert missing.exit_code == 2
+    assert missing.stderr == f"cascade: config file {tmp_path / 'nope.toml'} does not exist\n"
 
 
 def test_config_check_json_error_payload(workdir: Path) -> None:
