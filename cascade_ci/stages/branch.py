@@ -1,4 +1,10 @@
-"""Branch stage: one zero-copy branch per workflow run, reused by its reruns."""
+"""Branch stage: one zero-copy branch per workflow run, reused by its reruns.
+
+A run's branch appears with its creation marker already on it: the marker is committed on a private scratch
+branch forked at main's head, and the run's branch is created at that marker commit in one operation. A
+process killed half-way leaves at most a scratch branch (hidden, swept by gc after an hour), never a run
+branch without its marker.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from cascade_ci.branch_state import (
     MetaKind,
     read_branch,
 )
+from cascade_ci.catalog.base import scratch_name
 from cascade_ci.errors import AlreadyExistsError, NotFoundError, RefusedError
 from cascade_ci.naming import branch_name, validate_attempt
 
@@ -50,8 +57,11 @@ def create_run_branch(
     except NotFoundError:
         state = None
     if state is not None:
-        if not state.ours:
-            raise RefusedError(f"branch {name!r} exists but was not created by cascade-ci; not touching it")
+        if not state.ours and not recreate:
+            raise RefusedError(
+                f"branch {name!r} exists but was not created by cascade-ci; not touching it "
+                "(`cascade branch --recreate` replaces it)"
+            )
         if not recreate:
             head = catalog.commit_meta(
                 name,
@@ -62,21 +72,31 @@ def create_run_branch(
             return BranchResult(name, state.base_hash or "", head.hash, attempt, "reused")
         catalog.delete_ref(name, expected_hash=state.ref.hash)
     main = catalog.get_ref(settings.main_branch)
+    scratch = scratch_name()
+    marker = _marker_commit(catalog, scratch, main.hash, name, run_id, attempt)
     try:
-        catalog.create_ref(name, main.hash)
+        catalog.create_ref(name, marker)
     except AlreadyExistsError as e:
         raise RefusedError(f"branch {name!r} was created concurrently by another process; rerun to reuse it") from e
-    head = catalog.commit_meta(
-        name,
+    finally:
+        catalog.delete_ref(scratch, marker)
+    return BranchResult(name, main.hash, marker, attempt, "recreated" if state else "created")
+
+
+def _marker_commit(catalog: BranchCatalog, scratch: str, base_hash: str, name: str, run_id: str, attempt: int) -> str:
+    """Commit a creation marker for `name` on top of `base_hash` on branch `scratch` (made here); its hash."""
+    catalog.create_ref(scratch, base_hash)
+    marker = catalog.commit_meta(
+        scratch,
         f"branch for run {run_id}",
         {
             KIND: MetaKind.BRANCH,
             BRANCH: name,
             RUN_ID: run_id,
             ATTEMPT: str(attempt),
-            BASE_HASH: main.hash,
+            BASE_HASH: base_hash,
             CREATED_BY: CREATOR,
         },
-        expected_hash=main.hash,
+        expected_hash=base_hash,
     )
-    return BranchResult(name, main.hash, head.hash, attempt, "recreated" if state else "created")
+    return marker.hash
