@@ -274,7 +274,7 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     paths = publish(verdict, settings.path(settings.reports_dir), annotations=sys.stderr if as_json else sys.stdout)
     click.echo(
         f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, "
-        f"{len(verdict.checks)} checks; reports in {paths['summary'].parent}",
+        f"{verdict.check_count} checks; reports in {paths['summary'].parent}",
         err=True,
     )
     _emit(verdict.to_dict(), as_json, verdict.outcome)
@@ -284,20 +284,38 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
 @cli.command()
 @run_id_option
 @click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
+@click.option(
+    "--update",
+    is_flag=True,
+    help="When main moved, bring the branch up to date (`cascade update`) and try again, a few times.",
+)
 @json_option
 @command
-def promote(run_id: str, dry_run: bool, as_json: bool) -> None:
+def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
     """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
 
     Refuses (exit 1) unless the newest verdict passed and judged exactly the branch head, and main
     has not moved since the branch forked. Promoting an already promoted run is a no-op (exit 0).
+    With --update, a branch main moved away from is re-based onto main and validated again (reports
+    as `cascade validate` writes them), then promoted; a table both sides changed other than by
+    appends is a conflict (exit 1).
     """
     from cascade_ci import github
     from cascade_ci.stages.promote import promote as run_promotion
 
     settings, catalog = _open()
-    provenance = _provenance(github.RunContext.from_env())
-    result = run_promotion(settings, catalog, run_id, dry_run=dry_run, provenance=provenance)
+    run = github.RunContext.from_env()
+    provenance = _provenance(run)
+    result = run_promotion(
+        settings,
+        catalog,
+        run_id,
+        dry_run=dry_run,
+        provenance=provenance,
+        update=update,
+        run_url=run.url,
+        report=_reporter(settings, as_json),
+    )
     github.write_outputs(result.outputs())
     click.echo(result.message, err=True)
     _emit(result.to_dict(), as_json, result.tag or result.action)
@@ -516,6 +534,85 @@ def check(as_json: bool) -> None:
     resolved = masked(settings)
     click.echo(f"{settings.config_file or 'no config file found'}: ok", err=True)
     _emit(resolved, as_json, json.dumps(resolved, indent=2, sort_keys=True, default=str))
+
+
+def _reporter(settings: Settings, as_json: bool) -> Callable[[Any], None]:
+    """Publish a verdict as `cascade validate` does: reports, job summary, outputs, annotations."""
+    from cascade_ci.stages.validate import publish
+
+    def report(verdict: Any) -> None:
+        publish(verdict, settings.path(settings.reports_dir), annotations=sys.stderr if as_json else sys.stdout)
+
+    return report
+
+
+@cli.command()
+@run_id_option
+@click.option("--reports-dir", type=click.Path(file_okay=False), help="Where reports go (default: reports).")
+@json_option
+@command
+def update(run_id: str, reports_dir: str | None, as_json: bool) -> int:
+    """Bring the run's branch up to date with main, and validate it again.
+
+    The branch is re-based onto main's head: tables only the branch changed are carried over, and a
+    table both sides only appended to gets the branch's data files appended again onto main's version
+    (no rewrite, no copy). Any other table changed on both sides is a conflict naming the table and
+    what each side did (exit 1), unless the project's transform builds it: the transform is re-run on
+    the updated branch. Then the gates judge the new head (incrementally where the branch only
+    appended) and the verdict is stored as `cascade validate` stores it. Exit 1 when it blocks.
+    """
+    from cascade_ci import github
+    from cascade_ci.stages.update import update as run_update
+
+    settings, catalog = _open(reports_dir=Path(reports_dir).resolve() if reports_dir else None)
+    run = github.RunContext.from_env()
+    result = run_update(settings, catalog, run_id, run_url=run.url, report=_reporter(settings, as_json))
+    github.write_outputs(result.outputs())
+    click.echo(result.message, err=True)
+    _emit(result.to_dict(), as_json, result.action)
+    return EXIT_DECISION if result.verdict == "blocked" else EXIT_OK
+
+
+@cli.command()
+@click.option(
+    "--nessie-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The Nessie server's configuration as deployed: its application.properties, or a docker-compose.yml "
+    "with a Nessie service. Nessie does not report its version store; doctor judges it from here.",
+)
+@click.option(
+    "--nessie-store",
+    envvar="NESSIE_VERSION_STORE_TYPE",
+    metavar="TYPE",
+    help="The server's nessie.version.store.type, when there is no file to name (default: $NESSIE_VERSION_STORE_TYPE).",
+)
+@click.option(
+    "--nessie-management",
+    envvar="NESSIE_MANAGEMENT_URI",
+    metavar="URL",
+    help="Nessie's management port (default: $NESSIE_MANAGEMENT_URI): a repository older than the running "
+    "process proves a persistent store.",
+)
+@json_option
+@command
+def doctor(nessie_config: Path | None, nessie_store: str | None, nessie_management: str | None, as_json: bool) -> int:
+    """Connect to the configured catalog, engine and storage, and report what answers.
+
+    \b
+    Nessie: REST API v2, its release against the tested one, the main branch, its version store
+      (a warning when it is IN_MEMORY or cannot be told); the warehouse's S3 bucket.
+    Trino: /v1/info, started, its release against the tested one. Embedded: the catalog's folder.
+    Exit 2 when a service does not answer or cannot be used, else 0; warnings are listed.
+    """
+    from cascade_ci.doctor import diagnose, read_server_config
+
+    settings = _settings()
+    server = read_server_config(nessie_config) if nessie_config else None
+    report = diagnose(settings, server, store_type=nessie_store, management_uri=nessie_management)
+    click.echo(f"cascade doctor: {report.summary()}", err=True)
+    _emit(report.to_dict(), as_json, report.text())
+    return report.exit_code
 
 
 def main() -> None:

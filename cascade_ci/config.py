@@ -169,6 +169,23 @@ class Settings(BaseSettings):
     branch_retention_days: int = Field(7, ge=0)
     branch_retention_days_failed: int = Field(14, ge=0)
 
+    # Retention of main's history, promotion tags and warehouse files (`cascade gc --files`).
+    main_retention_days: int = Field(
+        30, ge=0, description="Main's history is kept this many days, or back to its Nth newest promotion."
+    )
+    main_retention_promotions: int = Field(
+        10, ge=0, description="N for main's history: whichever of the two keeps more commits wins."
+    )
+    tag_retention_days: int = Field(
+        90, ge=0, description="prod-* tags are kept this many days, or while among the newest N."
+    )
+    tag_retention_count: int = Field(
+        20, ge=0, description="N for tags; the newest tag and a tag a rollback names are never deleted."
+    )
+    gc_grace_hours: float = Field(
+        24, ge=0, description="Unreferenced warehouse files younger than this, or than a write in progress, stay."
+    )
+
     # Ingestion: the window each run reads.
     ingest_hours: float = Field(48, gt=0, validation_alias="CASCADE_INGEST_HOURS")
 

@@ -100,10 +100,19 @@ class Verdict:
         return [check for gate in self.gates for check in gate.checks]
 
     @property
+    def faults(self) -> int:
+        """Gates that could not run; a verdict with no gate at all counts one."""
+        return sum(gate.error is not None for gate in self.gates) if self.gates else 1
+
+    @property
+    def check_count(self) -> int:
+        """Checks as every report counts them: each gate that could not run is one more (errored) check."""
+        return len(self.checks) + self.faults
+
+    @property
     def errors(self) -> int:
         """Blocking failures plus gates that could not run; a verdict with no gate at all counts one."""
-        faults = sum(gate.error is not None for gate in self.gates) if self.gates else 1
-        return sum(check.blocks for check in self.checks) + faults
+        return sum(check.blocks for check in self.checks) + self.faults
 
     @property
     def warnings(self) -> int:

@@ -6,12 +6,19 @@
 #                                               write services/.run/stack.env (source it for tests)
 #   services/stack.sh stop                      stop what `start` started (pid files in services/.run)
 #   services/stack.sh status                    what runs, where
+#   services/stack.sh restart-nessie [--kill]   stop Nessie (SIGTERM, or SIGKILL with --kill) and start it again
+#                                               on the same ports and the same RocksDB store; wait until healthy
+#
+# Nessie keeps its refs and commits in RocksDB under <run folder>/nessie/rocksdb (the version store
+# docker-compose.yml puts on a named volume), so a restarted or killed Nessie loses nothing. `start`
+# begins with an empty store, because moto keeps its objects in memory: refs that outlived the S3 data
+# would point at nothing.
 #
 # Versions live in services/versions.env. Environment knobs:
 #   CASCADE_SERVICES_CACHE    download cache (default ~/.cache/cascade-ci/services)
 #   CASCADE_SERVICES_RUN      run folder: configs, logs, pid files, stack.env (default services/.run)
 #   CASCADE_SERVICES_TIMEOUT  seconds each service may take to become healthy (default 180)
-#   CASCADE_NESSIE_HEAP       Nessie's maximum heap; its in-memory store lives there (default 768m)
+#   CASCADE_NESSIE_HEAP       Nessie's maximum heap: its object cache and requests (default 1g, see the README)
 #   PYTHON                    interpreter for moto's venv (default python3)
 set -euo pipefail
 
@@ -21,7 +28,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${CASCADE_SERVICES_CACHE:-$HOME/.cache/cascade-ci/services}"
 RUN="${CASCADE_SERVICES_RUN:-$HERE/.run}"
 TIMEOUT="${CASCADE_SERVICES_TIMEOUT:-180}"
-NESSIE_HEAP="${CASCADE_NESSIE_HEAP:-768m}"
+NESSIE_HEAP="${CASCADE_NESSIE_HEAP:-1g}"
 PYTHON="${PYTHON:-python3}"
 MVN_DEP="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 # Test-only credentials for the throwaway moto server; Nessie reads them through a secret reference.
@@ -185,7 +192,8 @@ quarkus.management.host=127.0.0.1
 quarkus.management.port=$mgmt
 quarkus.log.console.level=INFO
 quarkus.otel.sdk.disabled=true
-nessie.version.store.type=IN_MEMORY
+nessie.version.store.type=ROCKSDB
+nessie.version.store.persist.rocks.database-path=$dir/rocksdb
 nessie.server.default-branch=main
 nessie.catalog.default-warehouse=$NESSIE_WAREHOUSE
 nessie.catalog.warehouses.$NESSIE_WAREHOUSE.location=s3://$S3_BUCKET/
@@ -197,7 +205,12 @@ nessie.catalog.service.s3.default-options.access-key=urn:nessie-secret:quarkus:c
 cascade-s3.name=$S3_ACCESS_KEY
 cascade-s3.secret=$S3_SECRET_KEY
 EOF
-  launch nessie "$dir" "$NESSIE_JAVA_HOME/bin/java" -Xms128m "-Xmx$NESSIE_HEAP" -XX:+UseSerialGC -jar "$NESSIE_JAR"
+  launch_nessie
+}
+
+launch_nessie() { # Nessie on the config (and store) in $RUN/nessie
+  launch nessie "$RUN/nessie" "$NESSIE_JAVA_HOME/bin/java" -Xms128m "-Xmx$NESSIE_HEAP" -XX:+UseSerialGC \
+    -XX:+ExitOnOutOfMemoryError -jar "$NESSIE_JAR"
 }
 
 start_trino() {
@@ -282,12 +295,12 @@ cmd_start() {
 
 # -- stop / status --------------------------------------------------------------------------------
 
-stop_one() {
-  local name="$1" pid _
+stop_one() { # name [signal]: the signal (default TERM) to its process group, then KILL after 30 s
+  local name="$1" signal="${2:-TERM}" pid _
   [ -f "$RUN/$name.pid" ] || return 0
   pid="$(cat "$RUN/$name.pid")"
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    kill "-$signal" -- "-$pid" 2>/dev/null || kill "-$signal" "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.5
@@ -295,9 +308,20 @@ stop_one() {
     if kill -0 "$pid" 2>/dev/null; then
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
-    log "stopped $name (pid $pid)"
+    log "stopped $name (pid $pid, SIG$signal)"
   fi
   rm -f "$RUN/$name.pid"
+}
+
+# restart-nessie [KILL|TERM]: the same Nessie again (config, ports, RocksDB store), e.g. after a crash
+cmd_restart_nessie() {
+  local signal="$1" config="$RUN/nessie/config/application.properties" port
+  [ -f "$config" ] || die "no Nessie was started in $RUN (services/stack.sh start first)"
+  port="$(sed -n 's/^quarkus.http.port=//p' "$config")"
+  declare -gA STARTUP=() LAUNCHED=()
+  stop_one nessie "$signal"
+  launch_nessie
+  wait_for nessie "http://127.0.0.1:$port/api/v2/config" nessie_ready
 }
 
 cmd_stop() {
@@ -329,9 +353,11 @@ JAR_TOOL="$(command -v jar || echo "$TRINO_JAVA_HOME/bin/jar")"
 command="${1:-}"
 shift || true
 with_trino=yes
+nessie_signal=TERM
 for arg in "$@"; do
   case "$arg" in
     --without-trino) with_trino=no ;;
+    --kill) nessie_signal=KILL ;;
     *) die "unknown option $arg" ;;
   esac
 done
@@ -340,8 +366,9 @@ case "$command" in
   start) cmd_start "$with_trino" ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
+  restart-nessie) cmd_restart_nessie "$nessie_signal" ;;
   *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

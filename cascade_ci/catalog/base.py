@@ -7,14 +7,34 @@ hash the caller saw.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import time
+import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+
+# Private branches a command stages its writes on, published by a compare-and-swap and then dropped. A killed
+# command leaves one behind: `sweep_leftovers` deletes those older than SCRATCH_MAX_AGE; `list_refs` hides them.
+SCRATCH_PREFIX = "cascade-scratch/"
+SCRATCH_MAX_AGE = timedelta(hours=1)  # far longer than any staging
+_SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-[0-9a-f]{32}")
+
+
+def scratch_name() -> str:
+    """A fresh scratch branch name: `cascade-scratch/<unix time>-<uuid>`."""
+    return f"{SCRATCH_PREFIX}{int(time.time())}-{uuid.uuid4().hex}"
+
+
+def stale_scratch(name: str, now: datetime) -> bool:
+    """True for a scratch branch name made more than SCRATCH_MAX_AGE before `now`."""
+    match = _SCRATCH_NAME.fullmatch(name)
+    return match is not None and now.timestamp() - int(match.group(1)) >= SCRATCH_MAX_AGE.total_seconds()
 
 
 class RefKind(StrEnum):
@@ -118,9 +138,19 @@ class BranchCatalog(Protocol):
         ...
 
     def restore(
-        self, branch: str, to_hash: str, expected_hash: str, message: str, properties: Mapping[str, str]
+        self,
+        branch: str,
+        to_hash: str,
+        expected_hash: str,
+        message: str,
+        properties: Mapping[str, str],
+        tables: Collection[str] | None = None,
     ) -> Ref:
-        """Append a commit that makes `branch`'s tables equal to those at `to_hash`. History is kept."""
+        """Append a commit that makes `branch`'s tables equal to those at `to_hash`. History is kept.
+
+        `tables` restores only those (`ns.table`; one missing at `to_hash` is removed), with the namespaces
+        they need that the branch lacks; every other table stays as it is.
+        """
         ...
 
     def assign(self, name: str, to_hash: str, expected_hash: str) -> Ref:

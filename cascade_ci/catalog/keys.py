@@ -18,58 +18,100 @@ if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import DataScan, FileScanTask, Table
 
-ROWS_PER_PROBE = 8_000_000  # old key rows read and matched at once: bounds the memory of a lookup
+ROWS_PER_PROBE = 4_000_000  # old key rows read and matched at once: bounds the memory of a lookup
+Bounds = list[tuple[int, "pa.Scalar", "pa.Scalar"]]  # (column index, lowest, highest)
 
 
-def range_filter(keys: pa.Table, names: tuple[str, ...]) -> BooleanExpression:
-    """Each key column between its lowest and highest value in `keys` (no nulls), named as in `names`.
+class Keys:
+    """Natural keys looked for: rows of the key columns (those with a null dropped) and each column's range."""
 
-    Columns that have no order Iceberg keeps bounds for, or hold a NaN (NaN has no place in a range), are
-    left unbounded.
-    """
+    def __init__(self, rows: pa.Table) -> None:
+        self.rows = rows.drop_null()
+        self.names = tuple(rows.column_names)
+        self.bounds = _bounds(self.rows)
+
+    def range_filter(self, names: tuple[str, ...] | None = None) -> BooleanExpression:
+        """Each key column (named as in `names`, else as in the keys) within its range.
+
+        Columns without an order Iceberg keeps bounds for, or holding a NaN, are left unbounded.
+        """
+        from pyiceberg.expressions import AlwaysTrue, And, GreaterThanOrEqual, LessThanOrEqual
+
+        names = names or self.names
+        found: BooleanExpression = AlwaysTrue()
+        for index, low, high in self.bounds:
+            bounded = And(GreaterThanOrEqual(names[index], low.as_py()), LessThanOrEqual(names[index], high.as_py()))
+            found = And(found, bounded)
+        return found
+
+    def mask(self, rows: pa.Table) -> pa.Array:
+        """For each of `rows`, whether its key (its columns named as the keys') is one of these keys.
+
+        Only the rows within the keys' range are looked up, among only the keys within those rows' range
+        (hashing is what costs); the keys are cast to the types of `rows`' columns.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        probe = rows.select(list(self.names))
+        inside = _within(probe, self.bounds) if self.rows.num_rows else pa.repeat(False, probe.num_rows)
+        probe = probe.filter(inside)
+        if probe.num_rows == 0:
+            return inside
+        wanted = self.rows.cast(probe.schema)
+        wanted = wanted.filter(_within(wanted, _bounds(probe)))
+        if len(self.names) == 1:
+            found = pc.is_in(probe.column(0), value_set=_array(wanted.column(0)))
+        else:
+            numbered = probe.append_column("__row", pa.arange(0, probe.num_rows))
+            hits = numbered.join(wanted.group_by(list(self.names)).aggregate([]), self.names, join_type="left semi")
+            found = pc.is_in(pa.arange(0, probe.num_rows), value_set=_array(hits.column("__row")))
+        return pc.replace_with_mask(inside, inside, _array(found))
+
+
+def _bounds(keys: pa.Table) -> Bounds:
+    """(column index, lowest, highest) of each column that has an order and values (a NaN has no place)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from pyiceberg.expressions import AlwaysTrue, And, GreaterThanOrEqual, LessThanOrEqual
 
-    bounded = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string)
-    bounded += (pa.types.is_temporal, pa.types.is_decimal)
-    found: BooleanExpression = AlwaysTrue()
-    for column, name in zip(keys.columns, names, strict=True):
-        if not any(kind(column.type) for kind in bounded) or column.null_count == len(column):
+    ordered = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string, pa.types.is_large_string)
+    ordered += (pa.types.is_temporal, pa.types.is_decimal)
+    found = []
+    for index, column in enumerate(keys.columns):
+        if not any(kind(column.type) for kind in ordered) or column.null_count == len(column):
             continue
         if pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
             continue
         low, high = pc.min_max(column).values()
-        found = And(found, And(GreaterThanOrEqual(name, low.as_py()), LessThanOrEqual(name, high.as_py())))
+        found.append((index, low, high))
     return found
 
 
-def old_key_scan(table: Table, snapshot_id: int, new_keys: pa.Table, names: tuple[str, ...]) -> DataScan:
-    """A scan of a snapshot's key columns within the range of the new keys (no nulls).
+def _within(table: pa.Table, bounds: Bounds) -> pa.Array:
+    """Which rows of `table` lie within `bounds` on every column they bound (none when a table had no rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    inside = pa.repeat(True, table.num_rows)
+    for index, low, high in bounds:
+        column = table.column(index)
+        inside = pc.and_(inside, pc.and_(pc.greater_equal(column, low), pc.less_equal(column, high)))
+    return pc.fill_null(_array(inside), False)
+
+
+def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if hasattr(values, "combine_chunks") else values
+
+
+def old_key_scan(table: Table, snapshot_id: int, new_keys: pa.Table | Keys, names: tuple[str, ...]) -> DataScan:
+    """A scan of a snapshot's key columns within the range of the new keys.
 
     Iceberg prunes every data file whose bounds for a key column miss its range before reading it.
     pyiceberg binds a row filter to the table's current schema and the selected fields to the snapshot's:
     the filter names the columns as `new_keys` do, the selection as `names` (the snapshot's names) do.
     """
-    in_range = range_filter(new_keys, tuple(new_keys.column_names))
-    return table.scan(snapshot_id=snapshot_id, selected_fields=names, row_filter=in_range)
-
-
-def key_mask(rows: pa.Table, keys: pa.Table) -> pa.ChunkedArray:
-    """For each row of `rows`, whether its key (the columns of `keys`, by name) is one of `keys`' rows.
-
-    `keys` are cast to the types of `rows`' columns; a null in a key never matches.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    names = keys.column_names
-    wanted = keys.drop_null().cast(pa.schema([rows.schema.field(name) for name in names]))
-    if len(names) == 1:
-        return pc.is_in(rows.column(names[0]), value_set=wanted.column(0).combine_chunks())
-    numbered = rows.select(names).append_column("__row", pa.arange(0, rows.num_rows))
-    hits = numbered.join(wanted.group_by(names).aggregate([]), names, join_type="left semi")
-    return pa.chunked_array([pc.is_in(pa.arange(0, rows.num_rows), value_set=hits.column("__row").combine_chunks())])
+    keys = new_keys if isinstance(new_keys, Keys) else Keys(new_keys)
+    return table.scan(snapshot_id=snapshot_id, selected_fields=names, row_filter=keys.range_filter())
 
 
 @dataclass(frozen=True)
@@ -77,11 +119,11 @@ class Hit:
     """A data file holding some of the keys, and which of its rows (in scan order) do."""
 
     task: FileScanTask
-    rows: pa.ChunkedArray
+    rows: pa.Array
 
 
-def files_holding(table: Table, keys: pa.Table, skip: Collection[str] = ()) -> list[Hit]:
-    """The current snapshot's data files (but those in `skip`) holding a row whose key is one of `keys`' rows.
+def files_holding(table: Table, keys: Keys, skip: Collection[str] = ()) -> list[Hit]:
+    """The current snapshot's data files (but those in `skip`) holding a row with one of `keys`.
 
     Reads the key columns of the files whose bounds overlap the keys' range, a few million rows at a time.
     """
@@ -91,20 +133,16 @@ def files_holding(table: Table, keys: pa.Table, skip: Collection[str] = ()) -> l
     from pyiceberg.io.pyarrow import ArrowScan
     from pyiceberg.utils.concurrent import ExecutorFactory
 
-    keys = keys.drop_null()
     snapshot = table.current_snapshot()
-    if snapshot is None or keys.num_rows == 0:
+    if snapshot is None or keys.rows.num_rows == 0:
         return []
-    names = tuple(keys.column_names)
-    scan = old_key_scan(table, snapshot.snapshot_id, keys, names)
+    scan = old_key_scan(table, snapshot.snapshot_id, keys, keys.names)
     tasks = [task for task in scan.plan_files() if task.file.file_path not in skip]
     reader = ArrowScan(table.metadata, table.io, scan.projection(), AlwaysTrue())
     hits = []
     for group in _groups(tasks):
-        old = list(ExecutorFactory.get_or_create().map(lambda task: reader.to_table([task]).select(names), group))
-        if not old:
-            continue
-        matched = key_mask(pa.concat_tables(old), keys)
+        old = list(ExecutorFactory.get_or_create().map(lambda task: reader.to_table([task]), group))
+        matched = keys.mask(pa.concat_tables(old, promote_options="permissive"))
         start = 0
         for task, rows in zip(group, old, strict=True):
             mask = matched.slice(start, rows.num_rows)

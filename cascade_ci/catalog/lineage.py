@@ -64,3 +64,19 @@ def read_added_rows(table: Table, base_snapshot_id: int | None, columns: tuple[s
         tasks = [task for task in tasks if task.file.file_path not in old]
     projected = scan.projection()
     return ArrowScan(table.metadata, table.io, projected, AlwaysTrue()).to_table(tasks)
+
+
+def appended_files(table: Table, base_snapshot_id: int | None) -> set[str]:
+    """The data files that `append` snapshots since `base_snapshot_id` added (read from their own manifests)."""
+    from pyiceberg.manifest import ManifestEntryStatus
+
+    lineage = lineage_since(table, base_snapshot_id)
+    appends = [s for s in lineage.snapshots if s.summary and s.summary.operation.value == "append"] if lineage else []
+    return {
+        entry.data_file.file_path
+        for snapshot in appends
+        for manifest in snapshot.manifests(table.io)
+        if manifest.added_snapshot_id == snapshot.snapshot_id
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+        if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id
+    }

@@ -13,13 +13,22 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cascade_ci.catalog.base import Capabilities, ChangeKind, Commit, Ref, RefKind, TableChange
+from cascade_ci.catalog.base import (
+    SCRATCH_PREFIX,
+    Capabilities,
+    ChangeKind,
+    Commit,
+    Ref,
+    RefKind,
+    TableChange,
+    stale_scratch,
+)
 from cascade_ci.catalog.local_store import Contents
 from cascade_ci.errors import (
     AlreadyExistsError,
@@ -268,7 +277,11 @@ class LocalBranchCatalog:
                 "SELECT name, kind, hash FROM cascade_refs WHERE substr(name, 1, ?) = ? ORDER BY name",
                 (len(prefix), prefix),
             ).fetchall()
-        return [Ref(name, RefKind(kind), commit_hash) for name, kind, commit_hash in rows]
+        return [
+            Ref(name, RefKind(kind), commit_hash)
+            for name, kind, commit_hash in rows
+            if not name.startswith(SCRATCH_PREFIX)
+        ]
 
     def log(self, ref: str, limit: int | None = None) -> list[Commit]:
         query = """
@@ -344,11 +357,19 @@ class LocalBranchCatalog:
             return self._move(db, target, new, head)
 
     def restore(
-        self, branch: str, to_hash: str, expected_hash: str, message: str, properties: Mapping[str, str]
+        self,
+        branch: str,
+        to_hash: str,
+        expected_hash: str,
+        message: str,
+        properties: Mapping[str, str],
+        tables: Collection[str] | None = None,
     ) -> Ref:
         with self._tx() as db:
             head = self._branch_head(db, branch, expected_hash)
             contents = self._contents(db, self._resolve(db, to_hash))
+            if tables is not None:
+                contents = self._contents(db, head).restored(contents, tables)
             new = self._insert_commit(db, head, None, message, properties, contents)
             return self._move(db, branch, new, head)
 
@@ -366,8 +387,17 @@ class LocalBranchCatalog:
                 raise ConflictError(f"ref {name!r} moved: head is {current.hash}, expected {expected_hash}")
 
     def sweep_leftovers(self, now: datetime) -> list[Ref]:
-        """Nothing to sweep: every write here is one transaction, which a killed process rolls back."""
-        return []
+        """Delete scratch branches older than SCRATCH_MAX_AGE (a killed `update` stages on one; writes here are
+        otherwise single transactions, which a killed process rolls back)."""
+        with self._reading():
+            rows = self._db.execute("SELECT name, kind, hash FROM cascade_refs").fetchall()
+        swept = []
+        for name, kind, head in rows:
+            if stale_scratch(name, now):
+                with suppress(ConflictError, NotFoundError):  # written or dropped meanwhile: not ours to sweep
+                    self.delete_ref(name, head)
+                    swept.append(Ref(name, RefKind(kind), head))
+        return swept
 
     def tables(self, ref: str) -> LocalRefCatalog:
         from cascade_ci.catalog.local_tables import LocalRefCatalog

@@ -7,7 +7,7 @@ ref) uses it through this contract only, so the two never import each other.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +27,18 @@ class Contents:
     def from_json(cls, text: str) -> Contents:
         data = json.loads(text)
         return cls(namespaces=data["namespaces"], tables=data["tables"])
+
+    def restored(self, target: Contents, tables: Collection[str]) -> Contents:
+        """These contents with `tables` as `target` has them (absent there: removed) and the namespaces they need."""
+        for table in tables:
+            namespace = table.rsplit(".", 1)[0]
+            if namespace not in self.namespaces and namespace in target.namespaces:
+                self.namespaces[namespace] = target.namespaces[namespace]
+            if table in target.tables:
+                self.tables[table] = target.tables[table]
+            else:
+                self.tables.pop(table, None)
+        return self
 
 
 class ContentStore(Protocol):

@@ -12,16 +12,25 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
-from cascade_ci.catalog.base import Capabilities, ChangeKind, Commit, Ref, RefKind, TableChange
+from cascade_ci.catalog.base import (
+    SCRATCH_PREFIX,
+    Capabilities,
+    ChangeKind,
+    Commit,
+    Ref,
+    RefKind,
+    TableChange,
+    scratch_name,
+    stale_scratch,
+)
 from cascade_ci.catalog.nessie_tables import NessieRefCatalog
 from cascade_ci.errors import (
     AlreadyExistsError,
@@ -38,9 +47,6 @@ from cascade_ci.naming import validate_ref_name
 if TYPE_CHECKING:
     from cascade_ci.config import Settings
 
-SCRATCH_PREFIX = "cascade-scratch/"
-_SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-[0-9a-f]{32}")
-SCRATCH_MAX_AGE = timedelta(hours=1)  # a command stages one commit at a time: far longer than any staging
 # A key no table or namespace uses: an UNCHANGED operation on it lets a commit change nothing
 # (Nessie refuses commits with an empty operation list).
 META_KEY = {"elements": ["cascade-meta"]}
@@ -61,6 +67,15 @@ def _ref_path(name: str | None, commit: str | None = None) -> str:
 
 def _table_name(key: Mapping[str, Any]) -> str:
     return ".".join(key["elements"])
+
+
+def _restores(entry: Mapping[str, Any], tables: Collection[str]) -> bool:
+    """True for a diff entry of one of `tables`, or of a namespace one of them needs and the head lacks."""
+    name = _table_name(entry["key"])
+    if name in tables:
+        return True
+    added_namespace = entry.get("from") is None and (entry.get("to") or {}).get("type") == "NAMESPACE"
+    return added_namespace and any(table.startswith(f"{name}.") for table in tables)
 
 
 def _parse_time(text: str) -> datetime:
@@ -227,7 +242,7 @@ class NessieBranchCatalog:
     @contextmanager
     def _scratch(self, at_hash: str) -> Iterator[str]:
         """A private branch at `at_hash` for staging one commit or merge; dropped afterwards."""
-        name = f"{SCRATCH_PREFIX}{int(time.time())}-{uuid.uuid4().hex}"
+        name = scratch_name()
         self._call("POST", "/trees", {"type": "DETACHED", "hash": at_hash}, query={"name": name, "type": "BRANCH"})
         try:
             yield name
@@ -305,8 +320,7 @@ class NessieBranchCatalog:
         swept = []
         for data in self._pages("/trees", "references"):
             name = data["name"]
-            match = _SCRATCH_NAME.fullmatch(name)
-            if not match or now.timestamp() - int(match.group(1)) < SCRATCH_MAX_AGE.total_seconds():
+            if not stale_scratch(name, now):
                 continue
             with suppress(ConflictError, NotFoundError):
                 self._call("DELETE", f"/trees/{_ref_path(name, data['hash'])}")
@@ -398,7 +412,13 @@ class NessieBranchCatalog:
         return self._publish(target, expected_target_hash, result["resultantTargetHash"])
 
     def restore(
-        self, branch: str, to_hash: str, expected_hash: str, message: str, properties: Mapping[str, str]
+        self,
+        branch: str,
+        to_hash: str,
+        expected_hash: str,
+        message: str,
+        properties: Mapping[str, str],
+        tables: Collection[str] | None = None,
     ) -> Ref:
         self._branch(branch, expected_hash)
         _, target = self._resolve(to_hash)
@@ -406,6 +426,8 @@ class NessieBranchCatalog:
         path = f"/trees/{_ref_path(branch, expected_hash)}/diff/{_ref_path(None, target)}"
         for entry in self._pages(path, "diffs"):
             old, new = entry.get("from"), entry.get("to")
+            if tables is not None and not _restores(entry, tables):
+                continue
             if new is None:
                 operations.append({"type": "DELETE", "key": entry["key"]})
             else:  # a key the head lacks takes new content: Nessie refuses a content id for it

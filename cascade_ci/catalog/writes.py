@@ -1,19 +1,47 @@
-"""Table writes shared by stages and engines: replace a table's rows, or upsert them on a natural key."""
+"""Table writes shared by stages and engines: replace a table's rows, append to them, or upsert them on a key.
+
+An upsert replaces the table's rows whose natural key is among the incoming rows' keys and appends the
+incoming rows. It costs what it must: the key columns of the data files whose key bounds overlap the
+incoming keys are read to find the files that hold one (`catalog.keys`); only those files are
+rewritten (copy-on-write, without the replaced rows), in the same Iceberg commit as the append of the
+incoming rows. When no key is there yet, the commit is a plain fast append.
+
+Keys, as today's `In` filter matched them: a row with a null in its key is always appended and never
+replaces a row. A key repeated within one input is appended as many times as it comes (the input is not
+deduplicated); it replaces the table's older rows with that key.
+
+Rows may be a `pyarrow.Table` (written at once, one commit) or a stream: a `pyarrow.RecordBatchReader`
+or any iterable of record batches. A stream is written in chunks of about `CHUNK_BYTES` of Arrow memory,
+one commit each, so memory stays flat however long it is. It is still one upsert: a chunk replaces
+only rows the table held before the stream began (and rewrites of them), never rows an earlier chunk
+of the same stream appended, so the result does not depend on where chunks begin. A stream that fails
+midway leaves its earlier chunks committed: the caller undoes them (the ingest stage restores the
+branch).
+"""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from cascade_ci.catalog.keys import Keys, files_holding
+from cascade_ci.catalog.lineage import appended_files
 from cascade_ci.errors import ServiceUnavailableError, safe_url
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
-    from pyiceberg.table import Table
+    from pyiceberg.table import Table, Transaction
+
+    from cascade_ci.catalog.keys import Hit
+
+    Rows = pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch]
+
+CHUNK_BYTES = 128 * 1024 * 1024  # Arrow memory per commit of a stream
 
 
 def _ensure_table(tables: Catalog, name: str, schema: pa.Schema) -> Table:
@@ -50,34 +78,104 @@ def _write(table: Table, write: Callable[[], None]) -> None:
         raise ServiceUnavailableError(f"{storage} did not take the write to {location}: {e}") from e
 
 
-def key_filter(rows: pa.Table, keys: tuple[str, ...]) -> BooleanExpression:
-    """Rows whose natural key appears in `rows` (null keys never match)."""
-    from pyiceberg.expressions import AlwaysFalse, And, EqualTo, In, Or
+def upsert(tables: Catalog, name: str, rows: Rows, keys: tuple[str, ...], chunk_bytes: int | None = None) -> int:
+    """Replace the table's rows whose natural key is among `rows`' and append `rows`; the number of rows written.
 
-    if len(keys) == 1:
-        values = {v for v in rows.column(keys[0]).to_pylist() if v is not None}
-        return In(keys[0], values) if values else AlwaysFalse()
-    combos = {tuple(row[k] for k in keys) for row in rows.select(list(keys)).to_pylist()}
-    terms = [
-        functools.reduce(And, [EqualTo(k, v) for k, v in zip(keys, combo, strict=True)])
-        for combo in sorted(combos, key=str)
-        if None not in combo
-    ]
-    return functools.reduce(Or, terms) if terms else AlwaysFalse()
+    One Iceberg commit per table or chunk: an append snapshot of the rows and, when some of their keys
+    were there, an overwrite snapshot replacing the files that held them. The files are looked up while
+    the rows are written.
+    """
+    import pyarrow as pa
+
+    streamed = not isinstance(rows, pa.Table)
+    appended: set[str] = set()  # data files of rows this call appended: it replaces only what was there before
+
+    def upsert_chunk(table: Table, chunk: pa.Table) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        incoming = Keys(chunk.select(list(keys)))
+        start = table.current_snapshot()
+        with ThreadPoolExecutor(1) as background, table.transaction() as tx:
+            lookup = background.submit(files_holding, table, incoming, appended)
+            tx.append(chunk)
+            hits = lookup.result()
+            if hits:
+                _rewrite_without(tx, table, hits, incoming.range_filter())
+        if streamed:
+            appended.update(appended_files(table, start.snapshot_id if start else None))
+
+    return _write_rows(tables, name, rows, chunk_bytes, upsert_chunk)
 
 
-def upsert(tables: Catalog, name: str, rows: pa.Table, keys: tuple[str, ...]) -> None:
-    """Replace rows with the same natural key and append the rest, as one Iceberg commit (none for no rows)."""
+def append_rows(tables: Catalog, name: str, rows: Rows, chunk_bytes: int | None = None) -> int:
+    """Append `rows` (fast appends: no file is rewritten), creating the table if needed; the number of rows."""
+    return _write_rows(tables, name, rows, chunk_bytes, lambda table, chunk: table.append(chunk))
+
+
+def _write_rows(
+    tables: Catalog, name: str, rows: Rows, chunk_bytes: int | None, write: Callable[[Table, pa.Table], None]
+) -> int:
+    """Create the table if needed and `write` `rows`: a table at once, a stream chunk by chunk (none empty).
+
+    A chunk is about `chunk_bytes` (default CHUNK_BYTES) of the stream's Arrow batches.
+    """
+    import pyarrow as pa
+
+    if not isinstance(rows, pa.Table | pa.RecordBatchReader):
+        batches = iter(rows)
+        first = next(batches, None)
+        if first is None:
+            return 0  # no batch, so no schema to create a table with
+        rows = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
     table = _ensure_table(tables, name, rows.schema)
-    if rows.num_rows:
-        _overwrite(table, rows, key_filter(rows, keys))
+    total = 0
+    for chunk in [rows] if isinstance(rows, pa.Table) else _chunks(rows, chunk_bytes or CHUNK_BYTES):
+        if chunk.num_rows:
+            _write(table, functools.partial(write, table, chunk))
+            total += chunk.num_rows
+        del chunk  # not held while the next chunk is read
+    return total
 
 
-def append_rows(tables: Catalog, name: str, rows: pa.Table) -> None:
-    """Append `rows` as one Iceberg append (a fast append: no file is rewritten), creating the table if needed."""
-    table = _ensure_table(tables, name, rows.schema)
-    if rows.num_rows:
-        _write(table, lambda: table.append(rows))
+def _chunks(reader: pa.RecordBatchReader, chunk_bytes: int) -> Iterator[pa.Table]:
+    """The reader's batches gathered into tables of about `chunk_bytes` of Arrow memory."""
+    import pyarrow as pa
+
+    batches: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        batches.append(batch)
+        size += batch.nbytes
+        if size >= chunk_bytes:
+            yield pa.Table.from_batches(batches, reader.schema)
+            batches, size = [], 0
+    if batches:
+        yield pa.Table.from_batches(batches, reader.schema)
+
+
+def _rewrite_without(tx: Transaction, table: Table, hits: list[Hit], affected: BooleanExpression) -> None:
+    """Stage one overwrite snapshot: each hit file replaced by a copy without its matching rows (copy-on-write).
+
+    `affected` bounds the rows replaced (pyiceberg prunes manifests and checks concurrent commits with it).
+    """
+    import pyarrow.compute as pc
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+
+    metadata = tx.table_metadata
+    reader = ArrowScan(metadata, table.io, metadata.schema(), AlwaysTrue())
+    counter = itertools.count()
+    with tx.update_snapshot().overwrite() as rewrite:
+        rewrite.delete_by_predicate(affected)
+        for hit in hits:
+            rows = reader.to_table([hit.task])
+            if rows.num_rows != len(hit.rows):
+                raise RuntimeError(f"{hit.task.file.file_path} changed while it was rewritten")
+            rewrite.delete_data_file(hit.task.file)
+            kept = rows.filter(pc.invert(hit.rows))
+            if kept.num_rows:
+                for data_file in _dataframe_to_data_files(metadata, kept, table.io, rewrite.commit_uuid, counter):
+                    rewrite.append_data_file(data_file)
 
 
 def replace_table(tables: Catalog, name: str, rows: pa.Table) -> None:

@@ -14,18 +14,22 @@ reads no old file at all. `full=True` validates every row.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.gates.pandera_schemas import load_schema, schema_for
+from cascade_ci.catalog.keys import Keys, old_key_scan
+from cascade_ci.gates.pandera_schemas import YAML_SUFFIXES, load_schema, schema_for
+from cascade_ci.gates.sql_gate import located, relative
 from cascade_ci.verdict import Check, GateResult, Level
 
 if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
     from pandera.api.polars.container import DataFrameSchema
-    from pyiceberg.table import DataScan, Table
+    from pyiceberg.table import Table
 
+    from cascade_ci.config import Settings, TableConfig
     from cascade_ci.gates.base import GateContext
 
 __all__ = ["load_schema", "rules_of", "run", "schema_for", "validate_table"]
@@ -45,6 +49,55 @@ class Rule:
     prefix: str  # what pandera's failure_cases `check` column starts with
     severity: str
     keys: tuple[str, ...] = ()  # the key a uniqueness rule guards
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a table's rules are written, relative to the project root: its schema YAML, else the config file."""
+
+    file: str | None = None
+    lines: tuple[tuple[str | None, int], ...] = ()  # (column, line); column None: the table's own line
+
+    def at(self, column: str | None) -> dict[str, Any]:
+        """`file` and `line` for a check of `column` (the table's line when the column has none)."""
+        lines = dict(self.lines)
+        return {"file": self.file, "line": lines.get(column, lines.get(None))}
+
+
+def _yaml_lines(text: str) -> tuple[tuple[str | None, int], ...]:
+    """(column, line) of each key under `columns:` in a schema YAML, and (None, line) of its `checks:` (else of
+    its `columns:`) for the table's own rules."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return ()
+    pairs = root.value if isinstance(root, yaml.MappingNode) else []
+    keys = {key.value: (key, value) for key, value in pairs if isinstance(key, yaml.ScalarNode)}
+    found: list[tuple[str | None, int]] = []
+    table = keys.get("checks") or keys.get("columns")
+    if table is not None:
+        found.append((None, table[0].start_mark.line + 1))
+    columns = keys.get("columns", (None, None))[1]
+    if isinstance(columns, yaml.MappingNode):
+        found += [(key.value, key.start_mark.line + 1) for key, _ in columns.value if isinstance(key, yaml.ScalarNode)]
+    return tuple(found)
+
+
+def source_of(table: str, config: TableConfig, settings: Settings) -> Source:
+    """The schema YAML `config` names (each column at its line), else the config file at the table's section."""
+    spec = config.schema_
+    if spec and spec.lower().endswith(YAML_SUFFIXES):
+        path = settings.path(spec)
+        try:
+            lines = _yaml_lines(path.read_text(encoding="utf-8"))
+        except OSError:
+            lines = ()
+        return Source(relative(settings, path), lines)
+    header = rf"^\s*\[\s*(tool\.cascade\.)?tables\.([\"']{re.escape(table)}[\"']|{re.escape(table)})\s*\]"
+    file, line = located(settings, header)
+    return Source(file, ((None, line),) if line else ())
 
 
 def rules_of(schema: DataFrameSchema) -> list[Rule]:
@@ -111,7 +164,9 @@ def _matches(rule: Rule, failures: pl.DataFrame | None) -> list[Any]:
     return values
 
 
-def _unmatched(table: str, rules: list[Rule], failures: pl.DataFrame | None, scope: str) -> list[Check]:
+def _unmatched(
+    table: str, rules: list[Rule], failures: pl.DataFrame | None, scope: str, source: Source = Source()
+) -> list[Check]:
     """A failing `schema` check for failures no rule names (e.g. `strict`), so that none passes unseen."""
     import polars as pl
 
@@ -122,14 +177,15 @@ def _unmatched(table: str, rules: list[Rule], failures: pl.DataFrame | None, sco
         return []
     kinds = ", ".join(sorted(set(rest["check"].to_list())))
     message = f"{rest.height} failures in {scope}: {kinds}"
-    return [Check(GATE, table, "schema", Level.ERROR, False, message, observed=rest.height, expected=0)]
+    where = source.at(None)
+    return [Check(GATE, table, "schema", Level.ERROR, False, message, observed=rest.height, expected=0, **where)]
 
 
 def _level(rule: Rule, critical: str) -> Level:
     return Level.WARN if rule.severity in WARNING and critical != "warning" else Level.ERROR
 
 
-def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str) -> Check:
+def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str, source: Source = Source()) -> Check:
     name = f"{rule.column}:{rule.name}" if rule.column else rule.name
     shown = ", ".join(repr(v) for v in failing[:SAMPLE_SIZE]) + (", ..." if len(failing) > SAMPLE_SIZE else "")
     message = f"{len(failing)} failing values in {scope}: {shown}" if failing else f"passed on {scope}"
@@ -142,26 +198,8 @@ def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str
         message=message,
         observed=len(failing) or None,
         expected=0 if failing else None,
+        **source.at(rule.column),
     )
-
-
-def old_key_scan(table: Table, base_id: int, new_keys: pa.Table, names_at_base: tuple[str, ...]) -> DataScan:
-    """A scan of the base snapshot's key columns within the range of the new keys' first column.
-
-    Iceberg prunes every data file whose bounds for that column miss the range before reading it. pyiceberg
-    binds a row filter to the table's current schema and the selected fields to the snapshot's: the filter
-    names the column as `new_keys` do, the selection as the base snapshot did.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
-
-    first, name = new_keys.column(0), new_keys.column_names[0]
-    if pa.types.is_floating(first.type) and pc.any(pc.is_nan(first)).as_py():
-        return table.scan(snapshot_id=base_id, selected_fields=names_at_base)  # NaN has no place in a range
-    bounds = pc.min_max(first)
-    in_range = And(GreaterThanOrEqual(name, bounds["min"].as_py()), LessThanOrEqual(name, bounds["max"].as_py()))
-    return table.scan(snapshot_id=base_id, selected_fields=names_at_base, row_filter=in_range)
 
 
 def _names_at_base(table: Table, base_id: int, keys: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -184,26 +222,26 @@ def _collisions(table: Table, base_id: int, new_rows: pa.Table, keys: tuple[str,
 
     Rows with a null in the key are left out, as SQL's UNIQUE does (`not_null` reports nulls).
     """
-    import pyarrow.compute as pc
-
     if not set(keys) <= set(new_rows.column_names):
         return []  # a key column the new rows lack is reported by the `present` rule
     old_names = _names_at_base(table, base_id, keys)
-    new_keys = new_rows.select(list(keys)).drop_null()
-    if old_names is None or new_keys.num_rows == 0:
+    new_keys = Keys(new_rows.select(list(keys)))
+    if old_names is None or new_keys.rows.num_rows == 0:
         return []
     scan = old_key_scan(table, base_id, new_keys, old_names)
     # As the head's schema names and types them (a column may have been renamed, or widened from int to long).
-    old = scan.to_arrow().select(list(old_names)).rename_columns(list(keys)).cast(new_keys.schema)
-    if len(keys) == 1:  # probe the old keys against a hash of the few new ones
-        column = old.column(0)
-        return column.filter(pc.is_in(column, value_set=new_keys.column(0))).unique().to_pylist()
-    distinct = new_keys.group_by(list(keys)).aggregate([])
-    return old.join(distinct, keys=list(keys), join_type="inner").group_by(list(keys)).aggregate([]).to_pylist()
+    old = scan.to_arrow().select(list(old_names)).rename_columns(list(keys)).cast(new_keys.rows.schema)
+    held = old.filter(new_keys.mask(old))
+    if len(keys) == 1:
+        return held.column(0).unique().to_pylist()
+    return held.group_by(list(keys), use_threads=False).aggregate([]).to_pylist()
 
 
-def validate_table(ctx: GateContext, table_name: str, schema: DataFrameSchema) -> list[Check]:
-    """Checks for one table: incremental when the branch only appended to it, otherwise full."""
+def validate_table(
+    ctx: GateContext, table_name: str, schema: DataFrameSchema, source: Source = Source()
+) -> list[Check]:
+    """Checks for one table: incremental when the branch only appended to it, otherwise full; each check carries
+    the file and line of `source` its rule is written at."""
     import polars as pl
 
     from cascade_ci.catalog.lineage import lineage_since, read_added_rows
@@ -230,8 +268,8 @@ def validate_table(ctx: GateContext, table_name: str, schema: DataFrameSchema) -
         failing = _matches(rule, failures)
         if incremental and base_id is not None and rule.keys:
             failing += _collisions(table, base_id, rows, rule.keys)
-        checks.append(_check(table_name, rule, failing, critical, scope))
-    return checks + _unmatched(table_name, rules, failures, scope)
+        checks.append(_check(table_name, rule, failing, critical, scope, source))
+    return checks + _unmatched(table_name, rules, failures, scope, source)
 
 
 def run(ctx: GateContext) -> GateResult:
@@ -243,5 +281,5 @@ def run(ctx: GateContext) -> GateResult:
     checks: list[Check] = []
     for table_name, schema in schemas.items():
         if head.table_exists(table_name):
-            checks += validate_table(ctx, table_name, schema)
+            checks += validate_table(ctx, table_name, schema, source_of(table_name, declared[table_name], settings))
     return GateResult(gate=GATE, checks=tuple(checks))

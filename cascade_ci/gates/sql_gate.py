@@ -9,20 +9,48 @@ infrastructure fault propagates, so that `run_gate` retries the gate.
 
 from __future__ import annotations
 
+import os
+import re
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cascade_ci.errors import ConfigError
 from cascade_ci.verdict import Check, GateResult, Level
 
 if TYPE_CHECKING:
-    from cascade_ci.config import CheckConfig
+    from cascade_ci.config import CheckConfig, Settings
     from cascade_ci.engine.base import Engine
     from cascade_ci.gates.base import GateContext
 
 GATE = "sql"
 name = GATE
 TABLE = "sql"
+_HEADER = re.compile(r"^\s*\[")
+CHECKS = r"^\[\[\s*(tool\.cascade\.)?checks\s*\]\]"  # the header of a `[[checks]]` entry
+
+
+def relative(settings: Settings, path: Path | str) -> str:
+    """`path` relative to the project root, in `/` form: annotations point into the user's repository."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(settings.root).resolve())).as_posix()
+
+
+def located(settings: Settings, pattern: str, within: str | None = None) -> tuple[str | None, int | None]:
+    """The config file (relative to the project root) and its first line matching `pattern`, in a section whose
+    header matches `within` if given; (None, None) without a config file."""
+    if settings.config_file is None:
+        return None, None
+    try:
+        lines = Path(settings.config_file).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    wanted, section, found = re.compile(pattern), "", None
+    for number, text in enumerate(lines, start=1):
+        section = text.strip() if _HEADER.match(text) else section
+        if wanted.search(text) and (within is None or re.search(within, section)):
+            found = number
+            break
+    return relative(settings, settings.config_file), found
 
 
 def _number(value: Any) -> Decimal | None:
@@ -51,10 +79,10 @@ def _first(rows: list[tuple[Any, ...]]) -> Any:
     return rows[0][0] if rows and rows[0] else None
 
 
-def judge(check: CheckConfig, engine: Engine, ref: str) -> Check:
-    """Run one configured check at `ref`."""
+def judge(check: CheckConfig, engine: Engine, ref: str, at: tuple[str | None, int | None] = (None, None)) -> Check:
+    """Run one configured check at `ref`; `at` is where it is written (file and line)."""
     about = f"{check.description}: " if check.description else ""
-    base = {"gate": GATE, "table": check.table or TABLE, "name": check.name}
+    base = {"gate": GATE, "table": check.table or TABLE, "name": check.name, "file": at[0], "line": at[1]}
     try:
         observed = _first(engine.query(ref, check.sql))
     except ConfigError as e:
@@ -73,9 +101,14 @@ def judge(check: CheckConfig, engine: Engine, ref: str) -> Check:
 
 
 def run(ctx: GateContext) -> GateResult:
-    """One check per `[[checks]]` entry; the engine is opened only if there is one."""
+    """One check per `[[checks]]` entry, located at its `name` in the config file; the engine is opened only if
+    there is one."""
     checks = ctx.settings.checks
     if not checks:
         return GateResult(gate=GATE)
     engine = ctx.engine()
-    return GateResult(gate=GATE, checks=tuple(judge(check, engine, ctx.head_hash) for check in checks))
+    judged = []
+    for check in checks:
+        at = located(ctx.settings, rf"^\s*name\s*=\s*[\"']{re.escape(check.name)}[\"']", CHECKS)
+        judged.append(judge(check, engine, ctx.head_hash, at))
+    return GateResult(gate=GATE, checks=tuple(judged))

@@ -3,13 +3,18 @@
 A source returns a mapping from table name to its rows. A name without a dot lands in the source's
 namespace (`raw` by default); `namespace.table` names the table in full. Rows may be a `pyarrow.Table`,
 a `pyarrow.RecordBatchReader`, an iterable of record batches, or an iterable of dicts.
+
+A reader, or an iterator (a generator) of record batches, is a stream: it is read while it is written,
+so it is never held whole in memory. Its batches share the first batch's columns (a batch may lack a
+column: it is null there) and are cast to its types. Lists of batches, tables and dicts are read at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -19,6 +24,7 @@ if TYPE_CHECKING:
     from cascade_ci.config import Settings, SourceConfig
 
 Rows = Any  # pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch] | Iterable[dict]
+_END = object()  # what an empty iterator yields first
 
 
 @dataclass(frozen=True)
@@ -43,15 +49,30 @@ class Source(Protocol):
 
 
 def to_arrow(rows: Rows) -> pa.Table:
-    """Any of the row shapes a source may return, as one Arrow table."""
+    """Any of the row shapes a source may return, as one Arrow table (a stream is read whole)."""
     import pyarrow as pa
 
-    if isinstance(rows, pa.Table):
+    rows = to_rows(rows)
+    return rows.read_all() if isinstance(rows, pa.RecordBatchReader) else rows
+
+
+def to_rows(rows: Rows) -> pa.Table | pa.RecordBatchReader:
+    """Any of the row shapes a source may return: a stream stays a reader (its first batch read), the rest a table.
+
+    Raises TypeError or ValueError for rows that are not tabular, and, while a stream is read, for a
+    batch that does not fit the first one.
+    """
+    import pyarrow as pa
+
+    if isinstance(rows, pa.Table | pa.RecordBatchReader):
         return rows
-    if isinstance(rows, pa.RecordBatchReader):
-        return rows.read_all()
     if isinstance(rows, pa.RecordBatch):
         return pa.Table.from_batches([rows])
+    if isinstance(rows, Iterator):
+        first = next(rows, _END)
+        if isinstance(first, pa.RecordBatch):
+            return pa.RecordBatchReader.from_batches(first.schema, conformed(first.schema, chain([first], rows)))
+        rows = [] if first is _END else chain([first], rows)
     items = list(rows) if isinstance(rows, Iterable) and not isinstance(rows, str | bytes | Mapping) else [rows]
     if items and all(isinstance(item, pa.RecordBatch) for item in items):
         return pa.Table.from_batches(items)
@@ -59,6 +80,43 @@ def to_arrow(rows: Rows) -> pa.Table:
     if odd is not None:
         raise TypeError(f"rows must be dicts, record batches or an Arrow table, not {type(odd).__name__}")
     return pa.Table.from_pylist(items)
+
+
+def concat_rows(
+    first: pa.Table | pa.RecordBatchReader, second: pa.Table | pa.RecordBatchReader
+) -> pa.Table | pa.RecordBatchReader:
+    """Two sources' rows for one table, one after the other (a column only one has is null in the other's rows).
+
+    Two tables make a table; otherwise a stream, read as it is written.
+    """
+    import pyarrow as pa
+
+    if isinstance(first, pa.Table) and isinstance(second, pa.Table):
+        return pa.concat_tables([first, second], promote_options="permissive")
+    schema = pa.unify_schemas([first.schema, second.schema], promote_options="permissive")
+    parts = (part.to_batches() if isinstance(part, pa.Table) else part for part in (first, second))
+    return pa.RecordBatchReader.from_batches(schema, conformed(schema, chain.from_iterable(parts)))
+
+
+def conformed(schema: pa.Schema, batches: Iterable[Any]) -> Iterator[pa.RecordBatch]:
+    """`batches` with `schema`'s columns, in its order and types (a column a batch lacks is null)."""
+    import pyarrow as pa
+
+    for number, batch in enumerate(batches, 1):
+        if not isinstance(batch, pa.RecordBatch):
+            raise TypeError(f"item {number} of a stream of record batches is a {type(batch).__name__}")
+        if batch.schema != schema:
+            extra = set(batch.schema.names) - set(schema.names)
+            if extra:
+                raise ValueError(f"record batch {number} has columns the first did not: {sorted(extra)}")
+            columns = [
+                batch.column(field.name).cast(field.type)
+                if field.name in batch.schema.names
+                else pa.nulls(batch.num_rows, field.type)
+                for field in schema
+            ]
+            batch = pa.RecordBatch.from_arrays(columns, schema=schema)
+        yield batch
 
 
 def build_source(name: str, config: SourceConfig, settings: Settings) -> Source:

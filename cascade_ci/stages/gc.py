@@ -1,27 +1,38 @@
-"""GC stage: delete pipeline branches past their retention; touch nothing else.
+"""GC stage: delete pipeline branches past their retention; with `--files`, storage past retention too.
 
 Only branches under the configured prefix that carry cascade-ci's creation marker are candidates.
 Passed and promoted runs are kept `BRANCH_RETENTION_DAYS`, failed or never-validated runs
 `BRANCH_RETENTION_DAYS_FAILED`, counted from the branch's last commit. Deletes are compare-and-swap
 on the head that was judged: a branch written to meanwhile is kept.
+
+`collect_storage` then applies the retention of main's history and of `prod-*` tags (`stages.retention`)
+and sweeps the warehouse (`catalog.sweep`): a file stays if a retained commit of any ref needs it, or if
+it is younger than `GC_GRACE_HOURS`, or than the start of a write in progress (a pipeline run GitHub says
+is running, a staging branch). What each ref retains: main its retained history; a tag its commit; any
+other branch its own commits down to where it forked from main (the base its gates judge against).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cascade_ci.branch_state import RUN_ID, read_branch
 from cascade_ci.catalog.base import RefKind
+from cascade_ci.catalog.sweep import IN_PROGRESS_MARGIN, Chain, chain_until, sweep
 from cascade_ci.errors import ConflictError, NotFoundError, ServiceUnavailableError
+from cascade_ci.naming import TAG_PREFIX
+from cascade_ci.stages.retention import expire_tag, judge_tags, retained_history, rollback_targets, tag_time
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Ref
+    from cascade_ci.catalog.sweep import SweepReport
     from cascade_ci.config import Settings
     from cascade_ci.github_api import RunStatus
+    from cascade_ci.stages.retention import TagDecision
 
 
 @dataclass(frozen=True)
@@ -113,3 +124,87 @@ def collect_garbage(
             for ref in catalog.sweep_leftovers(now)
         ]
     return decisions
+
+
+@dataclass(frozen=True)
+class StorageResult:
+    """What `collect_storage` kept and freed: main's retained history, each tag, the warehouse sweep."""
+
+    history_kept: int
+    oldest_kept: str
+    oldest_kept_time: datetime
+    tags: list[TagDecision]
+    files: SweepReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "history": {
+                "kept_commits": self.history_kept,
+                "oldest_kept": self.oldest_kept,
+                "oldest_kept_time": self.oldest_kept_time.isoformat(),
+                "expired_commits": self.files.expired_commits,
+            },
+            "tags": [tag.to_dict() for tag in self.tags],
+            "files": self.files.to_dict(),
+        }
+
+
+def _writes_in_progress(catalog: BranchCatalog, branches: Sequence[GcDecision]) -> list[tuple[str, datetime]]:
+    """Pipeline runs GitHub says are running, with the time their branch was made (their writes came after)."""
+    found = []
+    for decision in branches:
+        if decision.status == "running":
+            state = read_branch(catalog, decision.branch)
+            since = (state.created or state.head).time
+            found.append((f"{decision.branch}'s workflow run", since))
+    return found
+
+
+def collect_storage(
+    settings: Settings,
+    catalog: BranchCatalog,
+    now: datetime,
+    dry_run: bool = False,
+    branches: Sequence[GcDecision] = (),
+    *,
+    wall: datetime | None = None,
+    roots: Collection[str] | None = None,
+    tag_prefix: str = TAG_PREFIX,
+    margin: timedelta = IN_PROGRESS_MARGIN,
+) -> StorageResult:
+    """Expire tags and main's history past retention, then sweep warehouse files no retained commit needs.
+
+    `now` judges retention; files are judged by the wall clock (`wall`, default: now), never later:
+    `--now` in the future expires refs and history, not files a write may be about to commit. `branches`
+    are the decisions `collect_garbage` just made: running runs hold the cutoff back, and in a dry run
+    the branches it would delete count as gone. `roots` limit the sweep to parts of the warehouse.
+    """
+    main = catalog.get_ref(settings.main_branch)
+    history = catalog.log(main.hash)
+    kept = retained_history(history, now, settings.main_retention_days, settings.main_retention_promotions)
+    tags = [(ref, tag_time(catalog, ref)) for ref in catalog.list_refs(tag_prefix) if ref.kind is RefKind.TAG]
+    judged = judge_tags(tags, now, settings.tag_retention_days, settings.tag_retention_count, rollback_targets(kept))
+    decided = [expire_tag(catalog, decision, dry_run) for decision in judged]
+    gone = {d.tag for d in decided if d.action != "kept"} | {b.branch for b in branches if b.action == "would-delete"}
+    on_main = {commit.hash for commit in history}
+    chains = [Chain(main.name, tuple(commit.hash for commit in kept))]
+    for ref in catalog.list_refs():
+        if ref.name == main.name or ref.name in gone:
+            continue
+        chains.append(
+            Chain(ref.name, (ref.hash,))
+            if ref.kind is RefKind.TAG
+            else chain_until(catalog, ref.name, ref.hash, on_main)
+        )
+    clock = min(now, wall or datetime.now(UTC))
+    report = sweep(
+        catalog,
+        chains,
+        clock - timedelta(hours=settings.gc_grace_hours),
+        dry_run=dry_run,
+        roots=roots,
+        exclude=gone if dry_run else (),
+        writes_since=_writes_in_progress(catalog, branches),
+        margin=margin,
+    )
+    return StorageResult(len(kept), kept[-1].hash, kept[-1].time, decided, report)

@@ -1,14 +1,18 @@
 """Ingest stage: read the project's sources, write their tables onto the run's branch, idempotently.
 
-Every source is read before anything is written. Rows are upserted on each table's key (a delete of
-matching keys and an append, in one Iceberg commit), so re-ingesting a window adds no duplicates; a table
-without a key is appended to. A failed write undoes the stage's earlier writes with a restoring commit:
-nothing partial stays on the branch.
+Every source is read before anything is written, but for streams: rows a source returns as a
+`pyarrow.RecordBatchReader` or a generator of record batches are read while they are written, in
+chunks, so that memory stays flat however large they are (their first batch is read before anything
+is written). Rows are upserted on each table's key (`catalog.writes.upsert`: the files holding a
+replaced key rewritten and the rows appended, in one Iceberg commit per table, or per chunk of a
+stream), so re-ingesting a window adds no duplicates; a table without a key is appended to. A failed
+write, or a stream that fails midway (a batch that raises, or does not fit the first), undoes the
+stage's earlier writes with a restoring commit: nothing partial stays on the branch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.catalog.writes import append_rows, upsert
 from cascade_ci.errors import ConfigError, SourceError
 from cascade_ci.naming import branch_name
-from cascade_ci.sources.base import SourceContext, build_source, to_arrow
+from cascade_ci.sources.base import SourceContext, build_source, concat_rows, to_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,11 +45,11 @@ class IngestResult:
 
 @dataclass(frozen=True)
 class TableWrite:
-    """Rows for one table and the key they are upserted on (empty: appended)."""
+    """Rows for one table (a table, or a stream read as it is written) and the key they are upserted on."""
 
     table: str
-    rows: pa.Table
-    keys: tuple[str, ...]
+    rows: pa.Table | pa.RecordBatchReader
+    keys: tuple[str, ...]  # empty: the rows are appended
 
 
 def selected(settings: Settings, names: Iterable[str] = ()) -> dict[str, SourceConfig]:
@@ -97,15 +101,33 @@ def read_sources(
         for table, rows in source.read(ctx).items():
             full = _qualified(str(table), config.namespace)
             try:
-                data = to_arrow(rows)
+                data = _checked(to_rows(rows), name, full)
             except (TypeError, ValueError) as e:
-                raise SourceError(f"source {name!r} returned rows for {full} that are not tabular: {e}") from e
+                raise SourceError(_not_tabular(name, full, e)) from e
             if full in writes:
-                import pyarrow as pa
-
-                data = pa.concat_tables([writes[full].rows, data], promote_options="permissive")
+                data = concat_rows(writes[full].rows, data)
             writes[full] = TableWrite(full, data, _key(settings, config, source, full))
     return sorted(writes.values(), key=lambda write: write.table)
+
+
+def _not_tabular(source: str, table: str, error: Exception) -> str:
+    return f"source {source!r} returned rows for {table} that are not tabular: {error}"
+
+
+def _checked(rows: pa.Table | pa.RecordBatchReader, source: str, table: str) -> pa.Table | pa.RecordBatchReader:
+    """A stream whose batches that are not rows (or do not fit the first) raise SourceError naming the source."""
+    import pyarrow as pa
+
+    if isinstance(rows, pa.Table):
+        return rows
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from rows
+        except (TypeError, ValueError) as e:
+            raise SourceError(_not_tabular(source, table, e)) from e
+
+    return pa.RecordBatchReader.from_batches(rows.schema, batches())
 
 
 def ingest(
@@ -122,16 +144,16 @@ def ingest(
     chosen = list(selected(settings, sources))
     writes = read_sources(settings, run_id, chosen, options, now)
     tables = catalog.tables(name)
+    rows: dict[str, int] = {}
     try:
         for write in writes:
             if write.keys:
-                upsert(tables, write.table, write.rows, write.keys)
+                rows[write.table] = upsert(tables, write.table, write.rows, write.keys)
             else:
-                append_rows(tables, write.table, write.rows)
+                rows[write.table] = append_rows(tables, write.table, write.rows)
     except BaseException:
         head = catalog.get_ref(name)
         if head.hash != start.hash:
             catalog.restore(name, start.hash, head.hash, "undo a failed ingest", {"cascade.undo": "ingest"})
         raise
-    rows = {write.table: write.rows.num_rows for write in writes}
     return IngestResult(name, chosen, rows, catalog.get_ref(name).hash)

@@ -89,7 +89,7 @@ def run_pipeline(
         paths = publish(verdict, settings.path(settings.reports_dir), annotations)
         result.verdict = verdict
         result.details["reports"] = {key: str(path) for key, path in paths.items()}
-        return f"{verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, {len(verdict.checks)} checks"
+        return f"{verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, {verdict.check_count} checks"
 
     def do_promote() -> str:
         assert result.verdict is not None

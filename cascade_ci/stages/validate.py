@@ -121,16 +121,19 @@ def validate(
 
 
 def publish(verdict: Verdict, reports_dir: Path, annotations: TextIO) -> dict[str, Path]:
-    """Write junit.xml, summary.md and verdict.json; feed the job summary, outputs and annotations."""
+    """Write junit.xml, summary.md (as posted), summary-full.md (every row) and verdict.json; feed the job
+    summary, outputs and annotations."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     summary = markdown.render(verdict)
     paths = {
         "junit": reports_dir / "junit.xml",
         "summary": reports_dir / "summary.md",
+        "summary_full": reports_dir / markdown.FULL_REPORT,
         "verdict": reports_dir / "verdict.json",
     }
     paths["junit"].write_text(junit.render(verdict), encoding="utf-8")
     paths["summary"].write_text(summary, encoding="utf-8")
+    paths["summary_full"].write_text(markdown.render(verdict, full=True), encoding="utf-8")
     paths["verdict"].write_text(verdict.to_json(indent=2), encoding="utf-8")
     github.write_summary(summary)
     github.write_outputs({**outputs.render(verdict), **{f"{k}_path": str(p) for k, p in paths.items()}})
@@ -138,26 +141,44 @@ def publish(verdict: Verdict, reports_dir: Path, annotations: TextIO) -> dict[st
     return paths
 
 
+Annotation = tuple[str, str, str, str | None, int | None]  # level, message, title, file, line
+
+
+def _annotations(verdict: Verdict) -> list[Annotation]:
+    """Gates that could not run (or none ran), then blocking checks, then warnings."""
+    found: list[Annotation] = [
+        ("error", gate.error or "", f"cascade {gate.gate} gate could not run", None, None)
+        for gate in verdict.gates
+        if gate.error is not None
+    ]
+    if not verdict.gates:
+        found.append(("error", "no gate ran: a verdict without gates blocks", "cascade verdict", None, None))
+    failing = sorted((c for c in verdict.checks if not c.passed), key=lambda c: not c.blocks)
+    found += [
+        ("error" if c.blocks else "warning", f"{c.table}: {c.message}", f"{c.gate}.{c.name}", c.file, c.line)
+        for c in failing
+    ]
+    return found
+
+
 def annotate(verdict: Verdict, stream: TextIO) -> None:
-    """One `::error`/`::warning` per failing check, capped at GitHub's per-step display limit."""
+    """One `::error` per blocking check or gate that could not run, one `::warning` per warning, each level capped
+    at GitHub's per-step display limit; then one `::notice` saying how many more there are."""
     if not github.RunContext.from_env().in_actions:
         return
-    counts = {"error": 0, "warning": 0}
-    for gate in verdict.gates:
-        if gate.error is not None:
-            counts["error"] += 1
-            github.annotate("error", gate.error, title=f"cascade {gate.gate} gate could not run", stream=stream)
-        for check in gate.checks:
-            if check.passed:
-                continue
-            level = "error" if check.blocks else "warning"
-            counts[level] += 1
-            if counts[level] <= github.ANNOTATION_LIMIT:
-                github.annotate(
-                    level,
-                    f"{check.table}: {check.message}",
-                    title=f"{check.gate}.{check.name}",
-                    file=check.file,
-                    line=check.line,
-                    stream=stream,
-                )
+    shown = {"error": 0, "warning": 0}
+    left = {"error": 0, "warning": 0}
+    for level, message, title, file, line in _annotations(verdict):
+        if shown[level] < github.ANNOTATION_LIMIT:
+            shown[level] += 1
+            github.annotate(level, message, title=title, file=file, line=line, stream=stream)
+        else:
+            left[level] += 1
+    if any(left.values()):
+        more = " and ".join(f"{count:,d} more {level}s" for level, count in left.items() if count)
+        github.annotate(
+            "notice",
+            f"... and {more}: GitHub shows {github.ANNOTATION_LIMIT} of each per step; see the job summary",
+            title="cascade",
+            stream=stream,
+        )

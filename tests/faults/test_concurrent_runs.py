@@ -5,8 +5,9 @@ validate --gates schema` -> `cascade promote`. Runs of wave k (5 per wave) hold 
 promotions have landed, so later waves fork from a main that moved and several promotions land while
 others race. Promotion is a compare-and-swap on main (on Nessie a strict `PUT /trees/main@<expected>`
 after the record was staged on a `cascade-scratch/<time>-<uuid>` branch): each promotion lands whole or is
-refused cleanly, main's history holds every landed promotion, main holds exactly the landed rows, the
-embedded SQLite file stays sound and no Nessie scratch branch outlives its command.
+refused cleanly, main's history holds every landed promotion, main holds exactly the landed rows, main
+stays one line (no merge commit on its first-parent history, every `prod-*` tag on it), the embedded
+SQLite file stays sound and no Nessie scratch branch outlives its command.
 """
 
 from __future__ import annotations
@@ -138,7 +139,11 @@ def test_twenty_concurrent_runs_promote_whole_or_not_at_all(backend, settings, t
         assert catalog.is_ancestor(seed_head, main.hash)
         tags = {ref.name: ref for ref in catalog.list_refs(TAG_PREFIX)}
         assert len(tags) == len(landed), (sorted(tags), [r.run_id for r, _ in landed])
-        main_history = {commit.hash for commit in catalog.log(main.hash)}
+        first_parent = catalog.log(main.hash)
+        main_history = {commit.hash for commit in first_parent}
+        # Main stays one line: no merge commit on its first-parent history, and every prod-* tag on it.
+        assert [commit.hash for commit in first_parent if len(commit.parents) > 1] == []
+        assert sorted(name for name, ref in tags.items() if ref.hash not in main_history) == []
         for run, payload in landed:
             # Every landed promotion is in main's (first-parent) history, and its tag marks exactly what landed.
             assert payload["main_after"] in main_history, run.run_id

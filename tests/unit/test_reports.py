@@ -7,7 +7,7 @@ import json
 from xml.etree import ElementTree
 
 import pytest
-from junitparser import Error, Failure, JUnitXml, TestSuite
+from junitparser import Error, Failure, JUnitXml, Skipped, TestSuite
 
 from cascade_ci.report import junit, markdown, outputs
 from cascade_ci.verdict import Check, GateResult, Level, Status, TableDelta, Verdict
@@ -124,6 +124,7 @@ def test_gate_status() -> None:
 def test_verdict_counts() -> None:
     verdict = make_verdict()
     assert len(verdict.checks) == 4
+    assert verdict.check_count == 5  # the gate that could not run is one more (errored) check
     assert verdict.errors == 2  # one failing error check + one gate that could not run
     assert verdict.warnings == 1
     assert verdict.blocked is True
@@ -226,10 +227,12 @@ def test_junit_totals_are_consistent() -> None:
     assert doc.tests == sum(suite.tests for suite in suite_list) == 5  # 4 checks + 1 infrastructure fault
     assert doc.failures == sum(suite.failures for suite in suite_list) == 1
     assert doc.errors == sum(suite.errors for suite in suite_list) == 1
+    assert sum(suite.skipped for suite in suite_list) == 1  # the warning
     for suite in suite_list:
         assert suite.tests == len(list(suite))
         assert suite.failures == sum(case.is_failure for case in suite)
         assert suite.errors == sum(case.is_error for case in suite)
+        assert suite.skipped == sum(case.is_skipped for case in suite)
 
 
 def test_junit_failing_error_check_is_a_failure() -> None:
@@ -253,12 +256,15 @@ def test_junit_infrastructure_fault_is_an_error() -> None:
     assert "Traceback" in result.text
 
 
-def test_junit_warning_is_a_passing_case_with_system_out() -> None:
+def test_junit_warning_is_a_skipped_case_typed_warning() -> None:
+    """Every publisher lists a skipped test, and none counts it as a failure (see test_publishers.py)."""
     case = cases(junit.render(make_verdict()))[("cascade.schema.raw.github_events", "nullable_actor")]
-    assert case.is_passed
-    assert case.result == []
-    assert "warning" in case.system_out
-    assert "actor became nullable" in case.system_out
+    assert case.is_skipped and not case.is_failure and not case.is_error
+    [result] = case.result
+    assert isinstance(result, Skipped)
+    assert (result.type, result.message) == ("warning", "warning: actor became nullable")
+    assert result.text == "actor became nullable"
+    assert not case.system_out
 
 
 def test_junit_passing_check_is_a_plain_passing_case() -> None:
@@ -341,14 +347,14 @@ def test_markdown_of_verdict_without_gates_blocks() -> None:
 def test_markdown_puts_broken_gates_before_passing_ones() -> None:
     text = markdown.render(make_verdict())
     headings = [line for line in text.splitlines() if line.startswith("### ") and ":" in line]
-    order = [heading.split()[2].rstrip(":") for heading in headings]
+    order = [heading.split()[2].rstrip(":").strip("`") for heading in headings]
     assert order == ["dbt", "schema", "freshness"]
     assert "The gate could not run" in text
 
 
 def test_markdown_counts_line() -> None:
     text = markdown.render(make_verdict())
-    assert "**2** blocking, **1** warnings, 4 checks in 3 gates" in text
+    assert "**2** blocking, **1** warnings, 5 checks in 3 gates" in text  # the dbt gate could not run: one check
     assert VALIDATED[:12] in text
     assert VALIDATED[:13] not in text
     assert "([workflow run](https://github.com/o/r/actions/runs/8123456789))" in text
@@ -403,7 +409,7 @@ def test_outputs_of_blocked_verdict() -> None:
     assert values["blocked"] == "true"
     assert values["errors"] == "2"
     assert values["warnings"] == "1"
-    assert values["checks"] == "4"
+    assert values["checks"] == "5"  # as junit.xml counts its tests
     assert values["branch"] == "pipeline/run-8123456789"
     assert values["validated_hash"] == VALIDATED
     assert values["base_hash"] == BASE

@@ -185,7 +185,8 @@ def test_blocked_pull_request_fails_the_check_and_comments_the_verdict(tmp_path)
     code, log, comments = act_pull_request(tmp_path, GITHUB_REPOSITORY, "--env", "CASCADE_SAMPLE_DEFECTS=duplicate_ids")
     assert code != 0 and jobs(log) == {"check (embedded)": "failed"}, log[-4000:]
     assert outputs(log, "check (embedded)")["blocked"] == "true"
-    assert "::error title=cascade::the verdict blocks" in log
+    assert "the verdict blocks; see the job summary" in log
+    assert "::error title=cascade::" not in log  # the workflow adds no annotation of its own
     assert len(comments) == 1 and comments[0].startswith(MARKER), comments
     assert "cascade verdict: blocked" in comments[0] and "entry_id" in comments[0]
     assert comments[0].endswith((tmp_path / "reports" / "summary.md").read_text())

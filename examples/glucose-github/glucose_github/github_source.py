@@ -1,41 +1,68 @@
-"""GitHub: users' public events and repository statistics.
+"""GitHub: users' public events and repository statistics, through GitHub's REST API.
 
-Events and repositories come through PyGithub (which follows `Link` headers). The statistics
-endpoints answer 202 while GitHub computes them and PyGithub re-requests a 202 itself without
-limit, so they are read with urllib and a bounded, injectable backoff. Rate limits are reported
-with their reset time, never waited out. The token never appears in a message.
+Requests go through a small urllib client that owns every failure: a 5xx or a connection fault is
+retried briefly, rate limits are reported with their reset time (seconds or milliseconds) and never
+waited out, a redirect is refused (the token must not follow it), and an answer that is not JSON (a
+truncated body, an HTML page served with 200) is named as such. Each failure is one line naming the
+URL and the user or repository; the token never appears in it.
+
+One failing user or repository does not discard the others: its failure, and any event or repository
+GitHub answered in a shape that cannot be read, lands in the rejects tables (`<table>__rejects`) and
+the rest is kept. Only a failure that concerns every request (the token refused, the rate limit spent)
+ends the read. The statistics endpoints answer 202 while GitHub computes them: they are re-asked with
+a bounded, injectable backoff.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
+import http.client
 import json
 import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from glucose_github.raw import EVENTS, REPO_STATS, RawBatch, schemas
-
-from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
+from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError, safe_url
 from cascade_ci.github import mask
-from cascade_ci.github_api import DEFAULT_BASE_URL, SERVER_ERRORS, make_client
+from cascade_ci.github_api import DEFAULT_BASE_URL, SERVER_ERRORS
+from glucose_github.raw import EVENTS, EVENTS_REJECTS, REPO_STATS, REPO_STATS_REJECTS, RawBatch, rejects_table, schemas
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from github import Github
+
+__all__ = ["DEFAULT_BASE_URL", "all_failed", "fetch_repo_stats", "fetch_user_events"]
 
 SOURCE = "github-api"
 API_VERSION = "2022-11-28"
-STATS_TRIES = 3  # tries for a stats request that fails to connect or answers 5xx
+TRIES = 3  # tries for a request that fails to connect or answers 5xx
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+_MS_EPOCH = 10**11  # a reset time above this is in milliseconds (10**11 s is the year 5138)
+_PULL_REQUEST_EVENTS = frozenset(
+    {"PullRequestEvent", "PullRequestReviewEvent", "PullRequestReviewCommentEvent", "PullRequestReviewThreadEvent"}
+)
+
+
+class GitHubFailure(SourceError):
+    """One request failed: the user or repository it was for is rejected, the others are kept."""
+
+
+class GitHubUnavailable(GitHubFailure, SourceUnavailableError):
+    """One request found GitHub not answering (connection fault, 5xx, 202 for too long)."""
+
+
+class GitHubRefusedAll(SourceError):
+    """GitHub refused the token (HTTP 401): every request would fail, so the read stops."""
+
+
+class GitHubRateLimited(SourceUnavailableError):
+    """The rate limit is spent until a known time: every request would fail, so the read stops."""
 
 
 def fetch_user_events(
@@ -45,27 +72,50 @@ def fetch_user_events(
     base_url: str = DEFAULT_BASE_URL,
     per_page: int = 100,
     max_pages: int = 3,
-    client: Github | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = 30,
 ) -> RawBatch:
-    """The public events of each user (`GET /users/{login}/events/public`), at most `max_pages` pages each."""
+    """The public events of each user (`GET /users/{login}/events/public`) created in [since, until).
+
+    At most `max_pages` pages of `per_page` per user (the API serves only the latest ~300). A user whose
+    events cannot be read, and an event that cannot be read, go to `raw.github_user_events__rejects`.
+    """
     _mask(token)
     logins = [_checked(_LOGIN, user, "GitHub user") for user in users]
-    gh = client or make_client(token, base_url=base_url, per_page=per_page)
-    records: list[tuple[str, dict[str, Any]]] = []
-    try:
-        for login in logins:
-            with _translated(f"the public events of user {login}", token):
-                events = gh.get_user(login).get_public_events()
-                for index, event in enumerate(itertools.islice(events, per_page * max_pages)):
-                    records.append((f"GitHub event #{index} of user {login}", event.raw_data))
-    finally:
-        if client is None:
-            gh.close()
+    client = _Client(base_url, token, sleep, timeout)
     rows: dict[str, dict[str, Any]] = {}
-    for label, raw in records:
-        row = _event_row(raw, label)
-        rows.setdefault(row["event_id"], row)  # the feed shifts while paging: keep the first copy
-    return RawBatch({EVENTS: _table(EVENTS, list(rows.values()))})
+    rejected: list[tuple[str, str]] = []
+    failures: list[Exception] = []
+    for login in logins:
+        what = f"the public events of user {login}"
+        url: str | None = f"{client.base}/users/{urllib.parse.quote(login)}/events/public?per_page={per_page}"
+        index = 0
+        try:
+            for _page in range(max_pages):
+                if url is None:
+                    break
+                data, headers = client.get(url, what)
+                if not isinstance(data, list):
+                    raise GitHubFailure(f"GitHub answered {_kind(data)}, not a list of events, reading {what} at {url}")
+                for raw in data:
+                    label = f"GitHub event #{index} of user {login}"
+                    index += 1
+                    try:
+                        row = _event_row(raw, label)
+                    except SourceError as e:
+                        rejected.append((_as_text(raw), str(e)))
+                        continue
+                    if (since and row["created_at"] < since) or (until and row["created_at"] >= until):
+                        continue  # outside the ingest window
+                    rows.setdefault(row["event_id"], row)  # the feed shifts while paging: keep the first copy
+                url = _next_link(headers)
+        except GitHubFailure as e:
+            rejected.append((json.dumps({"user": login}), str(e)))
+            failures.append(e)
+    tables = {EVENTS: _table(EVENTS, list(rows.values())), EVENTS_REJECTS: rejects_table(SOURCE, rejected)}
+    return RawBatch(tables, failures)
 
 
 def fetch_repo_stats(
@@ -76,32 +126,200 @@ def fetch_repo_stats(
     snapshot_date: date | None = None,
     max_wait_s: float = 30,
     sleep: Callable[[float], None] = time.sleep,
-    client: Github | None = None,
     timeout: float = 30,
 ) -> RawBatch:
     """Counts, contributors and commit activity of each `owner/name`, as one snapshot per repository.
 
+    A repository that cannot be read whole goes to `raw.github_repo_stats__rejects`; the others are kept.
+
     Args:
         max_wait_s: The longest wait, per statistics endpoint, for GitHub to finish computing (HTTP 202).
         sleep: Called with each backoff delay (tests pass a no-op).
-        client: A PyGithub client to use for the repository objects (its owner closes it).
     """
     _mask(token)
     names = [_checked(_REPO, repo, "repository") for repo in repos]
     snapshot = snapshot_date or datetime.now(UTC).date()
-    gh = client or make_client(token, base_url=base_url)
-    stats = functools.partial(_stats, base_url, token, max_wait_s=max_wait_s, sleep=sleep, timeout=timeout)
-    rows = []
+    client = _Client(base_url, token, sleep, timeout)
+    rows, rejected, failures = [], [], []
+    for name in names:
+        try:
+            url = f"{client.base}/repos/{name}"
+            raw, _headers = client.get(url, f"repository {name}")
+            stats = {kind: client.stats(name, kind, max_wait_s) for kind in ("contributors", "commit_activity")}
+            rows.append(_repo_row(name, url, raw, stats, snapshot, datetime.now(UTC)))
+        except GitHubFailure as e:
+            rejected.append((json.dumps({"repo": name}), str(e)))
+            failures.append(e)
+    tables = {REPO_STATS: _table(REPO_STATS, rows), REPO_STATS_REJECTS: rejects_table(SOURCE, rejected)}
+    return RawBatch(tables, failures)
+
+
+def all_failed(batch: RawBatch, asked: int) -> SourceError | None:
+    """The error to raise when `asked` users and repositories were asked for and every one failed, else None."""
+    if not asked or len(batch.failures) < asked:
+        return None
+    first = batch.failures[0]
+    more = f" (and {asked - 1} more failed; see the rejects)" if asked > 1 else ""
+    unavailable = all(isinstance(failure, SourceUnavailableError) for failure in batch.failures)
+    return (SourceUnavailableError if unavailable else SourceError)(f"{first}{more}")
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are answered as errors: the token must not follow them to another scheme or host."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _Client:
+    """GET JSON from GitHub's REST API with the token, bounded retries and one-line errors."""
+
+    def __init__(self, base_url: str, token: str | None, sleep: Callable[[float], None], timeout: float) -> None:
+        self.base = base_url.rstrip("/")
+        self.token = token
+        self.sleep = sleep
+        self.timeout = timeout
+        self.opener = urllib.request.build_opener(_NoRedirect())
+
+    def _request(self, url: str) -> tuple[int, dict[str, str], bytes, str]:
+        """(status, lower-cased headers, body, problem): status 0 when GitHub did not answer."""
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "User-Agent": "cascade-ci",
+            "X-GitHub-Api-Version": API_VERSION,
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - the configured API URL
+        try:
+            with self.opener.open(request, timeout=self.timeout) as response:
+                return response.status, _lower(response.headers), response.read(), ""
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, _lower(exc.headers or {}), exc.read(), ""
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, DNS, timeout, cut body
+            return 0, {}, b"", f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+
+    def answer(self, url: str, what: str) -> tuple[int, dict[str, str], bytes]:
+        """The first answer that is not a 5xx or a connection fault, after up to TRIES tries."""
+        for attempt in range(1, TRIES + 1):
+            status, headers, body, problem = self._request(url)
+            if status and status not in SERVER_ERRORS:
+                return status, headers, body
+            if attempt == TRIES:
+                problem = self._scrub(problem) or f"HTTP {status}"
+                raise GitHubUnavailable(f"GitHub did not answer reading {what} at {safe_url(url)}: {problem}")
+            self.sleep(0.5 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def get(self, url: str, what: str) -> tuple[Any, dict[str, str]]:
+        """The JSON GitHub answers with 200 (None for 204), and the answer's headers."""
+        status, headers, body = self.answer(url, what)
+        if status in (200, 204):
+            return self._json(url, what, headers, body), headers
+        raise self._failure(url, what, status, headers, body)
+
+    def stats(self, repo: str, kind: str, max_wait_s: float) -> list[Any]:
+        """`GET /repos/{repo}/stats/{kind}`, waiting out 202 with exponential backoff up to `max_wait_s`."""
+        url = f"{self.base}/repos/{repo}/stats/{kind}"
+        what = f"{kind} statistics of {repo}"
+        waited, delay = 0.0, 1.0
+        while True:
+            status, headers, body = self.answer(url, f"the {what}")
+            if status != 202:
+                break
+            if waited >= max_wait_s:
+                raise GitHubUnavailable(
+                    f"GitHub is still computing the {what} after waiting {waited:g} s (HTTP 202) "
+                    f"at {safe_url(url)}; try again later"
+                )
+            step = min(delay, max_wait_s - waited)
+            self.sleep(step)
+            waited, delay = waited + step, delay * 2
+        if status not in (200, 204):
+            raise self._failure(url, f"the {what}", status, headers, body)
+        data = self._json(url, f"the {what}", headers, body)
+        if data in (None, {}):
+            return []  # 204 or empty: an empty repository has no statistics
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise GitHubFailure(f"GitHub answered {_kind(data)}, not a list of objects, for the {what} at {url}")
+        return data
+
+    def _json(self, url: str, what: str, headers: Mapping[str, str], body: bytes) -> Any:
+        if not body.strip():
+            return None
+        content_type = headers.get("content-type", "")
+        if "html" in content_type or body.lstrip()[:1] == b"<":
+            raise GitHubFailure(
+                f"GitHub answered an HTML page, not JSON, reading {what} at {safe_url(url)}: "
+                "is api_url the API's address (https://api.github.com, or https://HOST/api/v3 for GHES)?"
+            )
+        try:
+            return json.loads(body)
+        except UnicodeDecodeError as e:
+            raise GitHubFailure(
+                f"GitHub answered text that is not UTF-8 reading {what} at {safe_url(url)}: {e}"
+            ) from None
+        except json.JSONDecodeError as e:
+            where = f"{e.msg} at line {e.lineno} column {e.colno} of {len(body)} bytes"
+            raise GitHubFailure(f"GitHub answered invalid JSON reading {what} at {safe_url(url)} ({where})") from None
+
+    def _failure(self, url: str, what: str, status: int, headers: dict[str, str], body: bytes) -> SourceError:
+        """The error for an HTTP error answer; rate limits say when to come back."""
+        try:
+            data = json.loads(body) if body.strip() else None
+        except ValueError:
+            data = None
+        message = str(data.get("message", "")) if isinstance(data, dict) else ""
+        detail = f" ({self._scrub(message)})" if message else ""
+        at = safe_url(url)
+        if status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
+            when = _reset_time(headers.get("x-ratelimit-reset", ""))
+            return GitHubRateLimited(
+                f"GitHub API rate limit exhausted reading {what} at {at} (HTTP {status}); it resets at {when}"
+            )
+        if status == 429 or (status == 403 and ("retry-after" in headers or "rate limit" in message.lower())):
+            retry = headers.get("retry-after", "?")
+            return GitHubRateLimited(f"GitHub rate-limited reading {what} at {at}; retry after {retry} s{detail}")
+        if status == 401:
+            return GitHubRefusedAll(f"GitHub rejected the token (HTTP 401) reading {what} at {at}")
+        if 300 <= status < 400:
+            location = safe_url(headers.get("location", "")) or "an address it did not give"
+            return GitHubFailure(
+                f"GitHub redirected {what} from {at} to {location} (HTTP {status}); the token is not sent on: "
+                "set api_url to the address GitHub redirects to"
+            )
+        return GitHubFailure(f"GitHub answered HTTP {status} reading {what} at {at}{detail}")
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self.token, "***") if self.token else text
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {str(key).lower(): str(value) for key, value in headers.items()}
+
+
+def _reset_time(value: str) -> str:
+    """`x-ratelimit-reset` (epoch seconds; some proxies send milliseconds) as a UTC time and a wait."""
     try:
-        for name in names:
-            with _translated(f"repository {name}", token):
-                raw = gh.get_repo(name).raw_data
-            kinds = {kind: stats(name, kind) for kind in ("contributors", "commit_activity")}
-            rows.append(_repo_row(name, raw, kinds, snapshot, datetime.now(UTC)))
-    finally:
-        if client is None:
-            gh.close()
-    return RawBatch({REPO_STATS: _table(REPO_STATS, rows)})
+        stamp = float(value)
+    except ValueError:
+        return "an unknown time"
+    if stamp > _MS_EPOCH:
+        stamp /= 1000
+    try:
+        at = datetime.fromtimestamp(stamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"an unknown time (reset header {value!r})"
+    return f"{at:%Y-%m-%dT%H:%M:%SZ} (in {max(0, round(stamp - time.time()))} s)"
+
+
+def _next_link(headers: Mapping[str, str]) -> str | None:
+    found = _NEXT.search(headers.get("link", ""))
+    return found.group(1) if found else None
 
 
 def _mask(token: str | None) -> None:
@@ -115,104 +333,18 @@ def _checked(pattern: re.Pattern[str], value: str, what: str) -> str:
     return value
 
 
-def _scrub(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text
+def _kind(data: Any) -> str:
+    return "nothing" if data is None else type(data).__name__
 
 
-def _failure(status: int, headers: Mapping[str, Any], message: str, what: str, token: str | None) -> SourceError:
-    """The error for an HTTP error answer; rate limits say when to come back."""
-    headers = {str(k).lower(): str(v) for k, v in headers.items()}
-    detail = f" ({message})" if message else ""
-    if status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
-        reset = headers.get("x-ratelimit-reset", "")
-        when = "an unknown time"
-        if reset.replace(".", "", 1).isdigit():
-            at = datetime.fromtimestamp(float(reset), UTC)
-            when = f"{at:%Y-%m-%dT%H:%M:%SZ} (in {max(0, round(at.timestamp() - time.time()))} s)"
-        text = f"GitHub API rate limit exhausted reading {what} (HTTP {status}); it resets at {when}"
-        return SourceUnavailableError(_scrub(text, token))
-    if status == 429 or (status == 403 and ("retry-after" in headers or "rate limit" in message.lower())):
-        text = f"GitHub rate-limited reading {what}; retry after {headers.get('retry-after', '?')} s{detail}"
-        return SourceUnavailableError(_scrub(text, token))
-    if status >= 500:
-        return SourceUnavailableError(_scrub(f"GitHub answered HTTP {status} reading {what}{detail}", token))
-    if status == 401:
-        return SourceError(f"GitHub rejected the token (HTTP 401) reading {what}")
-    return SourceError(_scrub(f"GitHub answered HTTP {status} reading {what}{detail}", token))
-
-
-@contextmanager
-def _translated(what: str, token: str | None) -> Iterator[None]:
-    """Turn PyGithub and requests failures into SourceError / SourceUnavailableError."""
-    import requests
-    from github import GithubException
-
+def _as_text(raw: Any) -> str:
     try:
-        yield
-    except GithubException as exc:
-        message = exc.data.get("message", "") if isinstance(exc.data, dict) else ""
-        raise _failure(exc.status, exc.headers or {}, str(message), what, token) from exc
-    except requests.exceptions.RequestException as exc:
-        text = f"GitHub did not answer reading {what}: {type(exc).__name__}"
-        raise SourceUnavailableError(_scrub(text, token)) from exc
+        return json.dumps(raw, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return json.dumps(str(raw))
 
 
-def _stats(
-    base_url: str,
-    token: str | None,
-    repo: str,
-    kind: str,
-    *,
-    max_wait_s: float,
-    sleep: Callable[[float], None],
-    timeout: float,
-) -> list[Any]:
-    """`GET /repos/{repo}/stats/{kind}`, waiting out 202 with exponential backoff up to `max_wait_s`."""
-    url = f"{base_url.rstrip('/')}/repos/{repo}/stats/{kind}"
-    what = f"{kind} statistics of {repo}"
-    headers = {"Accept": "application/vnd.github+json", "User-Agent": "cascade-ci", "X-GitHub-Api-Version": API_VERSION}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    waited, delay, faults, problem = 0.0, 1.0, 0, ""
-    while True:
-        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - the configured API URL
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                status, answer, body = response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                status, answer, body = exc.code, dict(exc.headers or {}), exc.read()
-        except OSError as exc:  # refused, reset, DNS, timeout (URLError is an OSError)
-            status, answer, body = 0, {}, b""
-            problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-        if status == 202:
-            if waited >= max_wait_s:
-                text = f"GitHub is still computing the {what} after waiting {waited:g} s (HTTP 202); try again later"
-                raise SourceUnavailableError(text)
-            step = min(delay, max_wait_s - waited)
-            sleep(step)
-            waited, delay = waited + step, delay * 2
-        elif status == 0 or status in SERVER_ERRORS:
-            faults += 1
-            if faults >= STATS_TRIES:
-                problem = problem or f"HTTP {status}"
-                raise SourceUnavailableError(_scrub(f"GitHub did not answer for the {what}: {problem}", token))
-            sleep(0.5 * 2 ** (faults - 1))
-        else:
-            try:
-                data = json.loads(body) if body.strip() else None
-            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-                if status in (200, 204):
-                    raise SourceError(f"GitHub answered invalid JSON for the {what}: {exc}") from None
-                data = None
-            if status not in (200, 204):
-                message = str(data.get("message", "")) if isinstance(data, dict) else ""
-                raise _failure(status, answer, message, what, token)
-            if data in (None, {}):
-                return []  # 204 or empty: an empty repository has no statistics
-            if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-                raise SourceError(f"GitHub answered {type(data).__name__} for the {what}, not a list of objects")
-            return data
+# -- rows ------------------------------------------------------------------------------------------
 
 
 def _timestamp(value: Any, label: str, key: str, *, required: bool = False) -> datetime | None:
@@ -233,6 +365,43 @@ def _typed(value: Any, kind: type | tuple[type, ...], label: str, key: str) -> A
     raise SourceError(f"{label}: {key} has the wrong type: {value!r}")
 
 
+def _part(raw: dict[str, Any], *path: str) -> Any:
+    """A nested value, None where the path stops at something that is not an object."""
+    value: Any = raw
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _event_fields(kind: Any, payload: dict[str, Any], label: str) -> dict[str, Any]:
+    """Typed fields of the payload, per event type: the ref, the head commit, the PR or issue number, the tag."""
+    ref = ref_type = head = number = tag = None
+    commits = None
+    if kind == "PushEvent":
+        ref, head = payload.get("ref"), payload.get("head")
+        # Since October 2025 GitHub may omit both `size` and `commits`: the count is then unknown (null).
+        if "size" in payload:
+            commits = payload["size"]
+        elif isinstance(payload.get("commits"), list):
+            commits = len(payload["commits"])
+    elif kind in ("CreateEvent", "DeleteEvent"):
+        ref, ref_type = payload.get("ref"), payload.get("ref_type")
+    elif kind in _PULL_REQUEST_EVENTS:
+        number = payload.get("number", _part(payload, "pull_request", "number"))
+    elif kind in ("IssuesEvent", "IssueCommentEvent"):
+        number = _part(payload, "issue", "number")
+    elif kind == "ReleaseEvent":
+        tag = _part(payload, "release", "tag_name")
+    return {
+        "commit_count": _typed(commits, int, label, "payload.size"),
+        "ref": _typed(ref, str, label, "payload.ref"),
+        "ref_type": _typed(ref_type, str, label, "payload.ref_type"),
+        "head_sha": _typed(head, str, label, "payload.head"),
+        "item_number": _typed(number, int, label, "payload.number"),
+        "release_tag": _typed(tag, str, label, "payload.release.tag_name"),
+    }
+
+
 def _event_row(raw: Any, label: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise SourceError(f"{label} is {type(raw).__name__}, not an object")
@@ -241,13 +410,6 @@ def _event_row(raw: Any, label: str) -> dict[str, Any]:
         raise SourceError(f"{label}: missing id")
     part = {key: raw.get(key) if isinstance(raw.get(key), dict) else {} for key in ("actor", "repo", "org", "payload")}
     payload = part["payload"]
-    commits = None
-    if raw.get("type") == "PushEvent":
-        # Since October 2025 GitHub may omit both `size` and `commits`: the count is then unknown (null).
-        if "size" in payload:
-            commits = payload["size"]
-        elif isinstance(payload.get("commits"), list):
-            commits = len(payload["commits"])
     return {
         "event_id": str(raw["id"]),
         "event_type": _typed(raw.get("type"), str, label, "type"),
@@ -256,35 +418,56 @@ def _event_row(raw: Any, label: str) -> dict[str, Any]:
         "org_login": _typed(part["org"].get("login"), str, label, "org.login"),
         "is_public": _typed(raw.get("public"), bool, label, "public"),
         "payload_action": _typed(payload.get("action"), str, label, "payload.action"),
-        "commit_count": _typed(commits, int, label, "payload.size"),
+        **_event_fields(raw.get("type"), payload, label),
+        "payload_json": json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
         "created_at": _timestamp(raw.get("created_at"), label, "created_at", required=True),
     }
 
 
+def _count(raw: dict[str, Any], label: str, *keys: str) -> int | None:
+    """The first of `keys` the answer has (the older API's names come last), as an integer."""
+    for key in keys:
+        if key in raw:
+            return _typed(raw[key], int, label, key)
+    return None
+
+
 def _repo_row(
-    name: str, raw: dict[str, Any], stats: dict[str, list[Any]], snapshot: date, fetched: datetime
+    name: str, url: str, raw: Any, stats: dict[str, list[Any]], snapshot: date, fetched: datetime
 ) -> dict[str, Any]:
-    label = f"GitHub repository {name}"
-    weeks = sorted(stats["commit_activity"], key=lambda week: week.get("week") or 0)
-    totals = [_typed(week.get("total"), int, label, "commit_activity.total") or 0 for week in weeks]
-    watchers = raw["subscribers_count"] if "subscribers_count" in raw else raw.get("watchers_count")
-    return {
-        "repo_name": _typed(raw.get("full_name"), str, label, "full_name") or name,
-        "snapshot_date": snapshot,
-        "stargazers_count": _typed(raw.get("stargazers_count"), int, label, "stargazers_count"),
-        "forks_count": _typed(raw.get("forks_count"), int, label, "forks_count"),
-        "open_issues_count": _typed(raw.get("open_issues_count"), int, label, "open_issues_count"),
-        "watchers_count": _typed(watchers, int, label, "subscribers_count"),
-        "size_kb": _typed(raw.get("size"), int, label, "size"),
-        "language": _typed(raw.get("language"), str, label, "language"),
-        "is_archived": _typed(raw.get("archived"), bool, label, "archived"),
-        "contributors_count": len(stats["contributors"]),
-        "commits_last_4_weeks": sum(totals[-4:]),
-        "commits_last_52_weeks": sum(totals[-52:]),
-        "repo_created_at": _timestamp(raw.get("created_at"), label, "created_at"),
-        "pushed_at": _timestamp(raw.get("pushed_at"), label, "pushed_at"),
-        "fetched_at": fetched,
-    }
+    label = f"GitHub repository {name} at {safe_url(url)}"
+    if not isinstance(raw, dict) or not (raw.get("full_name") or raw.get("name")):
+        raise GitHubFailure(f"{label}: the answer is {_kind(raw)} without full_name or name, not a repository")
+    try:
+        stars = _count(raw, label, "stargazers_count", "watchers_count", "watchers")
+        forks = _count(raw, label, "forks_count", "forks")
+        issues = _count(raw, label, "open_issues_count", "open_issues")
+        if stars is None or forks is None or issues is None:
+            raise GitHubFailure(f"{label}: the answer lacks the star, fork or open-issue count")
+        weeks = sorted(stats["commit_activity"], key=lambda week: week.get("week") or 0)
+        totals = [_typed(week.get("total"), int, label, "commit_activity.total") or 0 for week in weeks]
+        return {
+            "repo_name": _typed(raw.get("full_name"), str, label, "full_name") or name,
+            "snapshot_date": snapshot,
+            "stargazers_count": stars,
+            "forks_count": forks,
+            "open_issues_count": issues,
+            # `watchers_count` is the star count; the watchers are `subscribers_count`.
+            "watchers_count": _count(raw, label, "subscribers_count", "watchers_count"),
+            "size_kb": _typed(raw.get("size"), int, label, "size"),
+            "language": _typed(raw.get("language"), str, label, "language"),
+            "is_archived": _typed(raw.get("archived"), bool, label, "archived"),
+            "contributors_count": len(stats["contributors"]),
+            "commits_last_4_weeks": sum(totals[-4:]),
+            "commits_last_52_weeks": sum(totals[-52:]),
+            "repo_created_at": _timestamp(raw.get("created_at"), label, "created_at"),
+            "pushed_at": _timestamp(raw.get("pushed_at"), label, "pushed_at"),
+            "fetched_at": fetched,
+        }
+    except GitHubFailure:
+        raise
+    except SourceError as e:
+        raise GitHubFailure(str(e)) from None
 
 
 def _table(name: str, rows: list[dict[str, Any]]) -> pa.Table:

@@ -1,7 +1,9 @@
 """The raw tables every source writes: Arrow schemas, natural keys, and the batch they travel in.
 
 Sources return a `RawBatch` (Arrow tables keyed by raw table name) that has already been checked
-against these schemas, so the ingest stage can write it whole or not at all.
+against these schemas. A record a source cannot read does not fail its file: it goes, as the text it
+was, with the reason, to the table's rejects table (`<table>__rejects`), which lands on the branch
+beside the rows, where the example's SQL checks count it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,20 @@ NAMESPACE = "raw"
 GLUCOSE = "raw.glucose_entries"
 EVENTS = "raw.github_user_events"
 REPO_STATS = "raw.github_repo_stats"
+REJECTS_SUFFIX = "__rejects"
+GLUCOSE_REJECTS = GLUCOSE + REJECTS_SUFFIX
+EVENTS_REJECTS = EVENTS + REJECTS_SUFFIX
+REPO_STATS_REJECTS = REPO_STATS + REJECTS_SUFFIX
+REJECTS = {GLUCOSE: GLUCOSE_REJECTS, EVENTS: EVENTS_REJECTS, REPO_STATS: REPO_STATS_REJECTS}
 
-# Natural keys: an upsert on these makes re-ingesting a window idempotent.
+# Natural keys: an upsert on these makes re-ingesting a window idempotent (cascade.toml declares the same).
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     GLUCOSE: ("entry_id",),
     EVENTS: ("event_id",),
     REPO_STATS: ("repo_name", "snapshot_date"),
+    GLUCOSE_REJECTS: ("source", "record"),
+    EVENTS_REJECTS: ("source", "record"),
+    REPO_STATS_REJECTS: ("source", "record"),
 }
 
 # Nightscout's documented `direction` values.
@@ -63,11 +73,24 @@ EVENT_TYPES = (
 def schemas() -> dict[str, pa.Schema]:
     """The Arrow schema of each raw table (`ingested_at` and `source` are stamped by ingest).
 
-    Every column is nullable: raw tables keep what the source said, and the gates judge it.
+    Every column is nullable: raw tables keep what the source said, and the gates judge it. In
+    `glucose_entries`, `utc_offset` is the entry's own `utcOffset` as given, `site_utc_offset` the offset
+    (minutes east of UTC) its local day and hour are computed in: the source's `timezone` option, else
+    the entry's own offset (`utcOffset`, else the one in `dateString`), else 0. `is_valid` is false for
+    a record Nightscout marks deleted (API v3's `isValid`). A rejects table has one row per record that
+    could not be read: the source, the record as text, and why.
     """
     import pyarrow as pa
 
     ts = pa.timestamp("us", tz="UTC")
+    rejects = pa.schema(
+        [
+            pa.field("source", pa.string()),
+            pa.field("record", pa.string()),
+            pa.field("reason", pa.string()),
+            pa.field("ingested_at", ts),
+        ]
+    )
     return {
         GLUCOSE: pa.schema(
             [
@@ -81,6 +104,8 @@ def schemas() -> dict[str, pa.Schema]:
                 pa.field("device", pa.string()),
                 pa.field("entry_type", pa.string()),
                 pa.field("utc_offset", pa.int32()),
+                pa.field("site_utc_offset", pa.int32()),
+                pa.field("is_valid", pa.bool_()),
                 pa.field("ingested_at", ts),
                 pa.field("source", pa.string()),
             ]
@@ -95,6 +120,12 @@ def schemas() -> dict[str, pa.Schema]:
                 pa.field("is_public", pa.bool_()),
                 pa.field("payload_action", pa.string()),
                 pa.field("commit_count", pa.int32()),
+                pa.field("ref", pa.string()),
+                pa.field("ref_type", pa.string()),
+                pa.field("head_sha", pa.string()),
+                pa.field("item_number", pa.int64()),
+                pa.field("release_tag", pa.string()),
+                pa.field("payload_json", pa.string()),
                 pa.field("created_at", ts),
                 pa.field("ingested_at", ts),
                 pa.field("source", pa.string()),
@@ -121,14 +152,39 @@ def schemas() -> dict[str, pa.Schema]:
                 pa.field("source", pa.string()),
             ]
         ),
+        GLUCOSE_REJECTS: rejects,
+        EVENTS_REJECTS: rejects,
+        REPO_STATS_REJECTS: rejects,
     }
+
+
+def rejects_table(source: str, rejected: list[tuple[str, str]]) -> pa.Table:
+    """A rejects table of (record text, reason) pairs from `source`, each record once (the last reason kept)."""
+    import pyarrow as pa
+
+    unique = dict(rejected)
+    schema = schemas()[GLUCOSE_REJECTS]
+    return pa.table(
+        {
+            "source": pa.array([source] * len(unique), pa.string()),
+            "record": pa.array(list(unique), pa.string()),
+            "reason": pa.array(list(unique.values()), pa.string()),
+            "ingested_at": pa.nulls(len(unique), schema.field("ingested_at").type),
+        },
+        schema=schema,
+    )
 
 
 @dataclass
 class RawBatch:
-    """Rows for some raw tables, all or nothing. Columns `ingested_at` and `source` may be absent."""
+    """Rows for some raw tables. Columns `ingested_at` and `source` may be absent.
+
+    `failures` are the errors of the requests that failed while others succeeded (their records are in
+    the rejects tables): a source that asked for several things fails only when all of them failed.
+    """
 
     tables: dict[str, pa.Table] = field(default_factory=dict)
+    failures: list[Exception] = field(default_factory=list)
 
     def merge(self, other: RawBatch) -> RawBatch:
         import pyarrow as pa
@@ -136,7 +192,7 @@ class RawBatch:
         merged = dict(self.tables)
         for name, rows in other.tables.items():
             merged[name] = pa.concat_tables([merged[name], rows]) if name in merged else rows
-        return RawBatch(merged)
+        return RawBatch(merged, [*self.failures, *other.failures])
 
     def row_counts(self) -> dict[str, int]:
         return {name: rows.num_rows for name, rows in self.tables.items()}

@@ -7,14 +7,24 @@ the same rows and ids: re-ingesting it is a no-op, and a shifted window overlaps
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from glucose_github.raw import DIRECTIONS, EVENT_TYPES, EVENTS, GLUCOSE, REPO_STATS, RawBatch, schemas
-
 from cascade_ci.errors import ConfigError
+from glucose_github.raw import (
+    DIRECTIONS,
+    EVENT_TYPES,
+    EVENTS,
+    GLUCOSE,
+    GLUCOSE_REJECTS,
+    REPO_STATS,
+    RawBatch,
+    rejects_table,
+    schemas,
+)
 
 READING_INTERVAL = timedelta(minutes=5)
 EVENT_SLOT = timedelta(minutes=15)
@@ -44,8 +54,10 @@ TYPE_WEIGHTS = {"PushEvent": 30, "PullRequestEvent": 10, "IssueCommentEvent": 10
 
 DEFECTS = {
     "duplicate_ids": "some glucose entries and events repeat an id",
-    "out_of_range_glucose": "some glucose readings are 5 or 900 mg/dL",
+    "out_of_range_glucose": "some glucose readings are 700 or 900 mg/dL",
     "null_ids": "some glucose entries have no id",
+    "error_codes": "some readings are Dexcom error codes (sgv 5, 9, 10): counted per day, not glucose (passes)",
+    "rejected_records": "a tenth of the glucose records cannot be read and land in the rejects table",
     "stale_timestamps": "every timestamp is three days older than the window",
     "unknown_event_types": "some events have a type GitHub does not publish",
 }
@@ -88,8 +100,8 @@ def _sgv(seed: int, t: datetime) -> float:
     return min(400, max(40, value))
 
 
-def glucose_rows(seed: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Readings every 5 minutes in [start, end), on the 5-minute grid."""
+def glucose_rows(seed: int, start: datetime, end: datetime, zone: tzinfo | None = None) -> list[dict[str, Any]]:
+    """Readings every 5 minutes in [start, end), on the 5-minute grid; their local time is in `zone` (else UTC)."""
     step = int(READING_INTERVAL.total_seconds())
     first = math.ceil(start.timestamp() / step) * step
     rows = []
@@ -110,10 +122,32 @@ def glucose_rows(seed: int, start: datetime, end: datetime) -> list[dict[str, An
                 "device": "xDrip-DexcomG6",
                 "entry_type": "sgv",
                 "utc_offset": 0,
+                "site_utc_offset": _offset(t, zone),
             }
         )
         t += READING_INTERVAL
     return rows
+
+
+def _offset(moment: datetime, zone: tzinfo | None) -> int:
+    """Minutes east of UTC of `zone` at `moment` (0 without a zone: the entries say UTC)."""
+    offset = moment.astimezone(zone).utcoffset() if zone is not None else None
+    return int(offset // timedelta(minutes=1)) if offset is not None else 0
+
+
+def _payload(event_type: str, action: str | None, commits: int | None, number: int, ref: str) -> dict[str, Any]:
+    """A small payload of the event's type, with the fields the typed columns are read from."""
+    if event_type == "PushEvent":
+        return {"ref": ref, "size": commits, "head": hashlib.sha1(f"{ref}{number}".encode()).hexdigest()}  # noqa: S324
+    if event_type in ("CreateEvent", "DeleteEvent"):
+        return {"ref": ref.removeprefix("refs/heads/"), "ref_type": "branch"}
+    if event_type.startswith("PullRequest"):
+        return {"action": action, "number": number}
+    if event_type in ("IssuesEvent", "IssueCommentEvent"):
+        return {"action": action, "issue": {"number": number}}
+    if event_type == "ReleaseEvent":
+        return {"action": action, "release": {"tag_name": f"v1.{number % 40}.0"}}
+    return {"action": action} if action else {}
 
 
 def _event_type(seed: int, user: str, slot: float) -> str:
@@ -137,6 +171,11 @@ def event_rows(seed: int, users: Iterable[str], repos: tuple[str, ...], start: d
                 event_type = _event_type(seed, user, slot)
                 repo = repos[int(_unit(seed, "repo", user, slot) * len(repos))]
                 actions = ACTIONS.get(event_type)
+                action = actions[int(_unit(seed, "action", slot) * len(actions))] if actions else None
+                commits = 1 + int(_unit(seed, "size", slot) * 5) if event_type == "PushEvent" else None
+                number = 1 + int(_unit(seed, "number", user, slot) * 5000)
+                ref = f"refs/heads/{('main', 'fix-sensor-gap', 'docs')[int(_unit(seed, 'ref', slot) * 3)]}"
+                payload = _payload(event_type, action, commits, number, ref)
                 rows.append(
                     {
                         "event_id": str(30_000_000_000 + int(_unit(seed, "event", user, slot) * 9_000_000_000)),
@@ -145,8 +184,14 @@ def event_rows(seed: int, users: Iterable[str], repos: tuple[str, ...], start: d
                         "repo_name": repo,
                         "org_login": repo.split("/")[0] if repo.split("/")[0] != user else None,
                         "is_public": True,
-                        "payload_action": actions[int(_unit(seed, "action", slot) * len(actions))] if actions else None,
-                        "commit_count": 1 + int(_unit(seed, "size", slot) * 5) if event_type == "PushEvent" else None,
+                        "payload_action": action,
+                        "commit_count": commits,
+                        "ref": payload.get("ref"),
+                        "ref_type": payload.get("ref_type"),
+                        "head_sha": payload.get("head"),
+                        "item_number": payload.get("number") or (payload.get("issue") or {}).get("number"),
+                        "release_tag": (payload.get("release") or {}).get("tag_name"),
+                        "payload_json": json.dumps(payload, separators=(",", ":")),
                         "created_at": datetime.fromtimestamp(slot + int(_unit(seed, "sec", slot) * 600), UTC),
                     }
                 )
@@ -184,20 +229,43 @@ def repo_stat_rows(seed: int, repos: Iterable[str], day: date, fetched_at: datet
     return rows
 
 
-def _inject(defects: set[str], seed: int, glucose: list[dict], events: list[dict]) -> None:
+def _inject(defects: set[str], seed: int, glucose: list[dict], events: list[dict]) -> list[tuple[str, str]]:
+    """Apply the defects to the rows; the glucose records rejected (record text, reason)."""
     every = max(1, len(glucose) // 10)
+    rejected: list[tuple[str, str]] = []
     if "duplicate_ids" in defects:
-        glucose.extend(dict(row, sgv=row["sgv"] + 1) for row in glucose[::every][:3])
+        # The same id a minute later: a key collision, not a repeat of one reading (which staging would merge).
+        minute = timedelta(minutes=1)
+        glucose.extend(
+            dict(
+                row,
+                sgv=row["sgv"] + 1,
+                date_ms=row["date_ms"] + 60_000,
+                reading_timestamp=row["reading_timestamp"] + minute,
+            )
+            for row in glucose[::every][:3]
+        )
         events.extend(dict(row) for row in events[:2])
     if "out_of_range_glucose" in defects:
         for i, row in enumerate(glucose[every // 2 :: every][:4]):
-            row["sgv"] = 900 if i % 2 else 5
+            row["sgv"] = 900 if i % 2 else 700
+    if "error_codes" in defects:
+        for i, row in enumerate(glucose[every // 4 :: every][:6]):
+            row["sgv"], row["direction"], row["trend"] = (5, 9, 10)[i % 3], "NOT COMPUTABLE", 8
+    if "rejected_records" in defects:
+        for row in glucose[::10]:
+            record = {"_id": row["entry_id"], "date": row["date_ms"], "sgv": "HIGH", "type": "sgv"}
+            rejected.append(
+                (json.dumps(record), f"sample entry (_id={row['entry_id']!r}): sgv is not a number: 'HIGH'")
+            )
+        del glucose[::10]
     if "null_ids" in defects:
         for row in glucose[every // 3 :: every][:3]:
             row["entry_id"] = None
     if "unknown_event_types" in defects:
         for row in events[::7][:3]:
             row["event_type"] = "MysteryEvent"
+    return rejected
 
 
 def generate(
@@ -208,8 +276,12 @@ def generate(
     users: Iterable[str] = DEFAULT_USERS,
     repos: Iterable[str] = DEFAULT_REPOS,
     defects: Iterable[str] = (),
+    zone: tzinfo | None = None,
 ) -> RawBatch:
-    """Glucose readings and GitHub events for the `hours` before `now`, and today's repo stats."""
+    """Glucose readings and GitHub events for the `hours` before `now`, and today's repo stats.
+
+    `zone` is the site's time zone the readings' local days are computed in (None: UTC, their own).
+    """
     import pyarrow as pa
 
     wanted = set(defects)
@@ -219,10 +291,10 @@ def generate(
     end = now.astimezone(UTC) - (timedelta(days=3) if "stale_timestamps" in wanted else timedelta())
     start = end - timedelta(hours=hours)
     repo_names = tuple(repos)
-    glucose = glucose_rows(seed, start, end)
+    glucose = glucose_rows(seed, start, end, zone)
     events = event_rows(seed, users, repo_names, start, end)
     stats = repo_stat_rows(seed, repo_names, end.date(), end)
-    _inject(wanted, seed, glucose, events)
+    rejected = _inject(wanted, seed, glucose, events)
     tables = schemas()
 
     def table(name: str, rows: list[dict]) -> pa.Table:
@@ -231,5 +303,10 @@ def generate(
         return pa.table(columns, schema=pa.schema([f for f in schema if f.name in columns]))
 
     return RawBatch(
-        {GLUCOSE: table(GLUCOSE, glucose), EVENTS: table(EVENTS, events), REPO_STATS: table(REPO_STATS, stats)}
+        {
+            GLUCOSE: table(GLUCOSE, glucose),
+            EVENTS: table(EVENTS, events),
+            REPO_STATS: table(REPO_STATS, stats),
+            GLUCOSE_REJECTS: rejects_table("sample", rejected),
+        }
     )

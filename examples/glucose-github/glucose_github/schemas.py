@@ -6,16 +6,19 @@ dtypes are what the dbt marts produce (ISO day of week: 1 = Monday ... 7 = Sunda
 """
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
-from glucose_github.raw import DIRECTIONS, EVENT_TYPES
 from pandera.polars import DataFrameModel, Field, PolarsData
+
+from glucose_github.raw import DIRECTIONS, EVENT_TYPES
 
 WARN = {"severity": "warning"}
 UTC_TIMESTAMP = pl.Datetime(time_unit="us", time_zone="UTC")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no CGM reading or GitHub event is older
 FUTURE_SLACK = timedelta(days=1)  # clocks drift; a day ahead is a wrong timestamp
+MAX_OFFSET = 18 * 60  # minutes: the widest UTC offset there is
 
 
 def _not_in_future(data: PolarsData) -> pl.LazyFrame:
@@ -29,11 +32,13 @@ class _Config:
 
 class FactGlucoseReadings(DataFrameModel):
     entry_id: pl.String = Field(unique=True, nullable=False)
-    glucose_mg_dl: pl.Int32 = Field(ge=20, le=600, nullable=False)
+    # Error codes (sgv < 39) are left out by staging: a value below 39 here is a broken model.
+    glucose_mg_dl: pl.Int32 = Field(ge=39, le=600, nullable=False)
     reading_timestamp: UTC_TIMESTAMP = Field(nullable=False, ge=EARLIEST)  # type: ignore[valid-type]
     reading_date: pl.Date = Field(nullable=False)
     hour_of_day: pl.Int32 = Field(ge=0, le=23, nullable=False)
     day_of_week: pl.Int32 = Field(ge=1, le=7, nullable=False)
+    site_utc_offset: pl.Int32 = Field(ge=-MAX_OFFSET, le=MAX_OFFSET, nullable=False)
     direction: pl.String = Field(isin=DIRECTIONS, nullable=True, metadata=WARN)
     glucose_category: pl.String = Field(
         isin=("very_low", "low", "in_range", "high", "very_high"), nullable=True, metadata=WARN
@@ -49,24 +54,46 @@ class FactGlucoseReadings(DataFrameModel):
         return _not_in_future(data)
 
 
+def _percent(*, warn: bool = False) -> Any:
+    """A percentage of the day's readings: empty on a day with error codes only."""
+    return Field(ge=0, le=100, nullable=True, metadata=WARN if warn else None)
+
+
 class FactDailyGlucoseMetrics(DataFrameModel):
+    """One row per day of the site. The metrics are empty on a day with error codes only (reading_count 0)."""
+
     reading_date: pl.Date = Field(unique=True, nullable=False)
-    reading_count: pl.Int64 = Field(ge=1, nullable=False)
-    avg_glucose_mg_dl: pl.Float64 = Field(ge=20, le=600, nullable=False)
-    min_glucose_mg_dl: pl.Int32 = Field(ge=20, le=600, nullable=False)
-    max_glucose_mg_dl: pl.Int32 = Field(ge=20, le=600, nullable=False)
+    reading_count: pl.Int64 = Field(ge=0, nullable=False)
+    error_code_count: pl.Int64 = Field(ge=0, nullable=False)
+    avg_glucose_mg_dl: pl.Float64 = Field(ge=39, le=600, nullable=True)
+    min_glucose_mg_dl: pl.Int32 = Field(ge=39, le=600, nullable=True)
+    max_glucose_mg_dl: pl.Int32 = Field(ge=39, le=600, nullable=True)
     stddev_glucose_mg_dl: pl.Float64 = Field(ge=0, nullable=True, metadata=WARN)
     coefficient_of_variation_pct: pl.Float64 = Field(ge=0, le=100, nullable=True, metadata=WARN)
-    time_in_range_pct: pl.Float64 = Field(ge=0, le=100, nullable=False)
-    time_below_range_pct: pl.Float64 = Field(ge=0, le=100, nullable=False)
-    time_above_range_pct: pl.Float64 = Field(ge=0, le=100, nullable=False)
-    time_very_low_pct: pl.Float64 = Field(ge=0, le=100, nullable=False)
-    time_very_high_pct: pl.Float64 = Field(ge=0, le=100, nullable=False)
-    estimated_a1c_pct: pl.Float64 = Field(ge=2, le=25, nullable=False)
-    gmi_pct: pl.Float64 = Field(ge=2, le=25, nullable=True, metadata=WARN)
-    data_completeness_pct: pl.Float64 = Field(ge=0, le=100, nullable=True, metadata=WARN)
+    time_very_low_pct: pl.Float64 = _percent()
+    time_low_pct: pl.Float64 = _percent()
+    time_below_range_pct: pl.Float64 = _percent()
+    time_in_range_pct: pl.Float64 = _percent()
+    time_above_range_pct: pl.Float64 = _percent()
+    time_high_pct: pl.Float64 = _percent()
+    time_very_high_pct: pl.Float64 = _percent()
+    reading_interval_min: pl.Int32 = Field(ge=1, le=60, nullable=True, metadata=WARN)
+    data_completeness_pct: pl.Float64 = _percent(warn=True)
+    gmi_window_days: pl.Int32 = Field(ge=14, nullable=False)
+    gmi_window_avg_glucose_mg_dl: pl.Float64 = Field(ge=39, le=600, nullable=True)
+    gmi_window_completeness_pct: pl.Float64 = Field(ge=0, le=100, nullable=True, metadata=WARN)
+    gmi_pct: pl.Float64 = Field(ge=3, le=25, nullable=True)
+    estimated_a1c_pct: pl.Float64 = Field(ge=2, le=25, nullable=True)
 
     Config = _Config
+
+    @pa.dataframe_check(name="metrics_when_readings")
+    @classmethod
+    def metrics_when_readings(cls, data: PolarsData) -> pl.LazyFrame:
+        """A day with readings has its mean and time in range; a day without has neither."""
+        has = pl.col("reading_count") > 0
+        present = pl.col("avg_glucose_mg_dl").is_not_null() & pl.col("time_in_range_pct").is_not_null()
+        return data.lazyframe.select(has == present)
 
 
 class FactGitHubUserEvents(DataFrameModel):
@@ -78,6 +105,10 @@ class FactGitHubUserEvents(DataFrameModel):
     repo_owner: pl.String = Field(nullable=True, metadata=WARN)
     payload_action: pl.String = Field(nullable=True, metadata=WARN)
     commit_count: pl.Int32 = Field(ge=0, nullable=True, metadata=WARN)
+    ref: pl.String = Field(nullable=True, metadata=WARN)
+    item_number: pl.Int64 = Field(ge=1, nullable=True, metadata=WARN)
+    release_tag: pl.String = Field(nullable=True, metadata=WARN)
+    payload_json: pl.String = Field(nullable=True, metadata=WARN)
     created_at: UTC_TIMESTAMP = Field(nullable=False, ge=EARLIEST)  # type: ignore[valid-type]
     event_date: pl.Date = Field(nullable=False)
     event_hour: pl.Int32 = Field(ge=0, le=23, nullable=False)

@@ -2,12 +2,15 @@
 
 Each takes cascade-ci's SourceContext (the window to read and this source's options) and returns every
 raw table of the example, in its raw schema: a source that has no rows for a table returns it empty, so
-the dbt project always finds all three.
+the dbt project always finds all three, and the SQL checks their rejects tables (`<table>__rejects`:
+the records a source could not read, with the reason).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import glob
+import os
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,24 @@ def _names(value: Any) -> list[str]:
 
 def _hours(ctx: SourceContext) -> float:
     return (ctx.until - ctx.since) / timedelta(hours=1)
+
+
+def _files(ctx: SourceContext, value: Any) -> list[Path]:
+    """Option `file`: one or more paths, comma-separated, each a path or a glob (relative to the project)."""
+    from cascade_ci.errors import ConfigError
+
+    found: list[Path] = []
+    for name in _names(value):
+        path = Path(name).expanduser()
+        path = path if path.is_absolute() else Path(ctx.root) / path
+        if glob.has_magic(name):
+            matched = sorted(Path(hit) for hit in glob.glob(str(path)))
+            if not matched:
+                raise ConfigError(f"option file: no file matches {name!r}")
+            found += matched
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
 
 
 def _stamped(batch: RawBatch, ctx: SourceContext, label: str) -> dict[str, pa.Table]:
@@ -51,35 +72,74 @@ def _stamped(batch: RawBatch, ctx: SourceContext, label: str) -> dict[str, pa.Ta
 
 
 def sample(ctx: SourceContext) -> dict[str, pa.Table]:
-    """Deterministic readings, events and stats; option `defects` injects named defects, `seed` varies them."""
+    """Deterministic readings, events and stats; option `defects` injects named defects, `seed` varies them,
+    `timezone` is the site's time zone (default UTC, the generated entries' own offset)."""
     from glucose_github import sample as generator
+    from glucose_github.nightscout import site_zone
 
     batch = generator.generate(
-        ctx.until, seed=int(ctx.options.get("seed", 7)), hours=_hours(ctx), defects=_names(ctx.options.get("defects"))
+        ctx.until,
+        seed=int(ctx.options.get("seed", 7)),
+        hours=_hours(ctx),
+        defects=_names(ctx.options.get("defects")),
+        zone=site_zone(ctx.options.get("timezone")),
     )
     return _stamped(batch, ctx, "sample")
 
 
 def nightscout(ctx: SourceContext) -> dict[str, pa.Table]:
-    """Glucose entries from a Nightscout site (options `url`, `api_secret`), or from an export (`file`)."""
+    """Glucose entries from a Nightscout site (options `url`, `api_secret`), or from exports (`file`: paths or
+    globs, comma-separated, read whole whatever the window). Option `timezone`: the site's time zone."""
     from cascade_ci.errors import ConfigError
     from glucose_github import nightscout as api
 
+    zone = api.site_zone(ctx.options.get("timezone"))
     if ctx.options.get("file"):
-        return _stamped(api.load_export(Path(str(ctx.options["file"]))), ctx, "file")
+        return _stamped(api.load_export(_files(ctx, ctx.options["file"]), zone=zone), ctx, "file")
     url = ctx.options.get("url")
     if not url:
         raise ConfigError("the nightscout source needs option url (NIGHTSCOUT_URL) or file")
     secret = ctx.options.get("api_secret") or None
-    return _stamped(api.fetch_entries(str(url), secret, ctx.since, ctx.until), ctx, "nightscout")
+    return _stamped(api.fetch_entries(str(url), secret, ctx.since, ctx.until, zone=zone), ctx, "nightscout")
+
+
+def github_token(options: Any) -> str | None:
+    """The token the GitHub source reads with: option `source_token` (GH_SOURCE_TOKEN), else `token`
+    (GITHUB_TOKEN), else the environment's GH_SOURCE_TOKEN or GITHUB_TOKEN; None reads anonymously.
+
+    The config cannot say `${GH_SOURCE_TOKEN:-${GITHUB_TOKEN}}` (no nested defaults), so the choice is here.
+    """
+    for value in (options.get("source_token"), options.get("token")):
+        if value and str(value).strip():
+            return str(value).strip()
+    for name in ("GH_SOURCE_TOKEN", "GITHUB_TOKEN"):
+        if os.environ.get(name, "").strip():
+            return os.environ[name].strip()
+    return None
 
 
 def github(ctx: SourceContext) -> dict[str, pa.Table]:
-    """Public events of option `users` and statistics of option `repos`, read with option `token`."""
+    """Public events of option `users` in the window and statistics of option `repos`.
+
+    One failing user or repository does not fail the others: it lands in the rejects tables with the
+    reason. Option `stats_wait_s` bounds the wait for statistics GitHub is still computing (default 30).
+    """
+    from cascade_ci.errors import ConfigError
     from glucose_github import github_source as api
 
-    token = ctx.options.get("token") or None
+    token = github_token(ctx.options)
     base_url = str(ctx.options.get("api_url") or api.DEFAULT_BASE_URL)
-    batch = api.fetch_user_events(token, _names(ctx.options.get("users")), base_url=base_url)
-    batch = batch.merge(api.fetch_repo_stats(token, _names(ctx.options.get("repos")), base_url=base_url))
+    try:
+        wait = float(ctx.options.get("stats_wait_s") or 30)
+    except ValueError:
+        raise ConfigError(f"option stats_wait_s is not a number: {ctx.options.get('stats_wait_s')!r}") from None
+    users, repos = _names(ctx.options.get("users")), _names(ctx.options.get("repos"))
+    batch = api.fetch_user_events(token, users, base_url=base_url, since=ctx.since, until=ctx.until)
+    stats = api.fetch_repo_stats(
+        token, repos, base_url=base_url, snapshot_date=ctx.until.astimezone(UTC).date(), max_wait_s=wait
+    )
+    batch = batch.merge(stats)
+    failed = api.all_failed(batch, len(users) + len(repos))
+    if failed is not None:
+        raise failed
     return _stamped(batch, ctx, "github")

@@ -13,7 +13,15 @@
   cast(isodow({{ column }}) as integer)
 {%- endmacro %}
 
-{# A percentage of rows matching `condition`, as a double rounded to one decimal. #}
-{% macro pct_of_rows(condition) -%}
-  round(100 * cast(sum(case when {{ condition }} then 1 else 0 end) as double) / count(*), 1)
+{# The percentage (a double, unrounded) of `count` in `total`. #}
+{% macro pct(count, total) -%}
+  100 * cast({{ count }} as double) / {{ total }}
+{%- endmacro %}
+
+{# Python's round(): to the nearest whole number, a half to the even one (as numpy and iglu round). #}
+{% macro round_half_even(value) -%}
+  case
+    when {{ value }} - floor({{ value }}) = 0.5 then 2 * round({{ value }} / 2)
+    else round({{ value }})
+  end
 {%- endmacro %}
