@@ -363,17 +363,31 @@ def run_command(run_id: str | None, sources: tuple[str, ...], options: dict[str,
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.option("--now", "now_text", metavar="ISO", help="Judge ages as of this ISO-8601 time (default: now).")
+@click.option(
+    "--files",
+    is_flag=True,
+    help="Also expire main's history and prod-* tags past retention, and delete warehouse files no retained "
+    "commit of any ref needs (older than GC_GRACE_HOURS).",
+)
 @json_option
 @command
-def gc(dry_run: bool, now_text: str | None, as_json: bool) -> None:
-    """Delete pipeline branches past retention.
+def gc(dry_run: bool, now_text: str | None, files: bool, as_json: bool) -> int:
+    """Delete pipeline branches past retention; with --files, storage past retention too.
 
     Passed or promoted runs are kept BRANCH_RETENTION_DAYS (7), failed or unvalidated runs
     BRANCH_RETENTION_DAYS_FAILED (14), from their last commit. Main, tags, and branches cascade-ci
     did not create are never touched.
+
+    --files: main's history is kept MAIN_RETENTION_DAYS (30) or back to its MAIN_RETENTION_PROMOTIONS (10)th
+    newest promotion, whichever keeps more (older commits are cut from the embedded catalog's history;
+    Nessie's log keeps them, unreadable once their files are gone). prod-* tags are kept TAG_RETENTION_DAYS
+    (90) or while among the TAG_RETENTION_COUNT (20) newest; never the newest, never one a retained rollback
+    restored. Then warehouse files no retained commit of any ref needs are deleted if older than
+    GC_GRACE_HOURS (24) and than any write in progress. --now moves retention, never the files' cutoff
+    past the wall clock. Exit 2 if some file could not be deleted.
     """
     from cascade_ci import github, github_api
-    from cascade_ci.stages.gc import collect_garbage
+    from cascade_ci.stages.gc import collect_garbage, collect_storage
 
     now = _parse_now(now_text)
     settings, catalog = _open()
@@ -381,9 +395,18 @@ def gc(dry_run: bool, now_text: str | None, as_json: bool) -> None:
     decisions = collect_garbage(settings, catalog, now, dry_run=dry_run, runs=api.workflow_run if api else None)
     lines = [f"{d.action:12} {d.branch}  {d.status}, {d.age_days:.1f} d old: {d.reason}" for d in decisions]
     deleted = sum(d.action in ("deleted", "would-delete") for d in decisions)
-    github.write_outputs({"deleted": str(deleted), "kept": str(len(decisions) - deleted)})
+    outputs = {"deleted": str(deleted), "kept": str(len(decisions) - deleted)}
     click.echo(f"{deleted} of {len(decisions)} pipeline branches {'would be ' if dry_run else ''}deleted", err=True)
-    _emit([d.to_dict() for d in decisions], as_json, "\n".join(lines))
+    if not files:
+        github.write_outputs(outputs)
+        _emit([d.to_dict() for d in decisions], as_json, "\n".join(lines))
+        return EXIT_OK
+    storage = collect_storage(settings, catalog, now, dry_run=dry_run, branches=decisions)
+    github.write_outputs({**outputs, **storage.outputs()})
+    click.echo(storage.summary(), err=True)
+    payload = {"branches": [d.to_dict() for d in decisions], **storage.to_dict()}
+    _emit(payload, as_json, "\n".join([*lines, *storage.lines()]))
+    return EXIT_ERROR if storage.files.failed else EXIT_OK
 
 
 @cli.command()
@@ -519,6 +542,7 @@ def check(as_json: bool) -> None:
       ingest_hours [CASCADE_INGEST_HOURS]  auto_promote_enabled  freshness_blocks_promotion
       pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
       validation_retry_delay_seconds  branch_retention_days  branch_retention_days_failed
+      main_retention_days  main_retention_promotions  tag_retention_days  tag_retention_count  gc_grace_hours
       nessie_uri  nessie_warehouse  nessie_timeout  s3_endpoint  s3_region  trino_uri  trino_user
     Tables: [sources.NAME] [transform] [tables."ns.table"] [[checks]] [gate_options.GATE]
     (see the README's "Use it for your own pipeline").
@@ -605,11 +629,11 @@ def doctor(nessie_config: Path | None, nessie_store: str | None, nessie_manageme
     Trino: /v1/info, started, its release against the tested one. Embedded: the catalog's folder.
     Exit 2 when a service does not answer or cannot be used, else 0; warnings are listed.
     """
-    from cascade_ci.doctor import diagnose, read_server_config
+    from cascade_ci.doctor import NessieServer, diagnose, read_server_config
 
     settings = _settings()
-    server = read_server_config(nessie_config) if nessie_config else None
-    report = diagnose(settings, server, store_type=nessie_store, management_uri=nessie_management)
+    config = read_server_config(nessie_config) if nessie_config else None
+    report = diagnose(settings, NessieServer(config, nessie_store, nessie_management))
     click.echo(f"cascade doctor: {report.summary()}", err=True)
     _emit(report.to_dict(), as_json, report.text())
     return report.exit_code

@@ -115,9 +115,26 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def classify(self, stored: Iterable[StoredFile], live: Collection[str]) -> list[StoredFile]:
+        """Count the files as live, young or neither; return the neither (to delete)."""
+        doomed = []
+        for item in stored:
+            self.scanned_files += 1
+            self.scanned_bytes += item.size
+            if item.key in live:
+                self.live_files += 1
+                self.live_bytes += item.size
+            elif item.mtime >= self.cutoff:
+                self.young_files += 1
+                self.young_bytes += item.size
+            else:
+                doomed.append(item)
+        return doomed
 
 
 def key(uri: str) -> str:
@@ -132,12 +149,13 @@ def key(uri: str) -> str:
 def backend_for(catalog: BranchCatalog) -> Backend:
     """The sweep backend of a catalog class; CatalogError for a backend that has none."""
     from cascade_ci.catalog.local import LocalBranchCatalog
-    from cascade_ci.catalog.nessie import NessieBranchCatalog
 
     if isinstance(catalog, LocalBranchCatalog):
         from cascade_ci.catalog.sweep_local import LocalSweep
 
         return LocalSweep(catalog)
+    from cascade_ci.catalog.nessie import NessieBranchCatalog  # after: it imports pyiceberg's REST client
+
     if isinstance(catalog, NessieBranchCatalog):
         from cascade_ci.catalog.sweep_nessie import NessieSweep
 
@@ -183,7 +201,7 @@ def sweep(
     progress and their start: the cutoff moves back to the oldest, less `margin`. `roots` limit the sweep to
     parts of the warehouse (default: all of it).
     """
-    started = time.perf_counter()
+    clock = _Phases()
     backend = backend_for(catalog)
     heads = {name: head for name, head in backend.heads().items() if name not in exclude}
     planned = {chain.ref for chain in chains}
@@ -192,11 +210,14 @@ def sweep(
     report = SweepReport(min([cutoff, *(since - margin for _, since in writes)]), dry_run)
     report.in_progress = [f"{what} since {since.isoformat()}" for what, since in writes]
     report.expired_commits = backend.expire(chains, dry_run)
+    clock.lap("expire")
     marker = _Marker(backend.file_io())
     pointers, covered = backend.pointers(chains, everything=not dry_run)
     marker.mark(pointers)
+    clock.lap("mark")
     storage = backend.storage(roots)
     stored = list(storage.files())
+    clock.lap("list")
     for _ in range(3):  # refs that moved while we marked: mark their new commits too, until they stand still
         moved = [
             chain_until(catalog, name, head, covered)
@@ -209,24 +230,32 @@ def sweep(
         covered |= newly
         pointers |= more
         marker.mark(more)
-    doomed = []
-    for item in stored:
-        report.scanned_files += 1
-        report.scanned_bytes += item.size
-        if item.key in marker.live:
-            report.live_files += 1
-            report.live_bytes += item.size
-        elif item.mtime >= report.cutoff:
-            report.young_files += 1
-            report.young_bytes += item.size
-        else:
-            doomed.append(item)
+    clock.lap("mark again")
+    doomed = report.classify(stored, marker.live)
     failed = set() if dry_run else set(storage.delete([item.key for item in doomed]))
     freed = [item for item in doomed if item.key not in failed]
     report.freed_files, report.freed_bytes = len(freed), sum(item.size for item in freed)
     report.pointers, report.failed, report.missing = len(pointers), sorted(failed), sorted(set(marker.missing))
-    report.seconds = round(time.perf_counter() - started, 3)
+    clock.lap("delete")
+    report.phases, report.seconds = clock.phases, clock.total
     return report
+
+
+class _Phases:
+    """Seconds spent per phase of a sweep."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = round(now - self.last, 3)
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return round(self.last - self.started, 3)
 
 
 class _Marker:

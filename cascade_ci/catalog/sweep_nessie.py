@@ -10,6 +10,11 @@ Nessie's history cannot be rewritten, so nothing is expired here: commits past r
 log (`cascade log` lists them, their metadata locations stay readable in diffs), but files only they
 need are swept, so reading their tables fails. A commit's files stay alive only while a ref's retained
 history holds it: tag a commit to keep it readable.
+
+Nessie's own GC tool (`nessie-gc`, same mark-and-sweep idea, current snapshot per live commit) is not
+used: Maven Central serves no `nessie-gc-tool` of the server's version 0.99.0 (upstream ships it as a
+GitHub release asset), it needs a JVM and a JDBC database for its live sets, knows nothing of cascade's
+retention (promotions, protected tags) and covers Nessie only, not the embedded catalog.
 """
 
 from __future__ import annotations

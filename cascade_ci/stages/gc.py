@@ -148,6 +148,44 @@ class StorageResult:
             "files": self.files.to_dict(),
         }
 
+    def outputs(self) -> dict[str, str]:
+        """Step outputs: files and bytes freed (or, in a dry run, freeable), tags deleted."""
+        tags = sum(tag.action in ("deleted", "would-delete") for tag in self.tags)
+        return {
+            "files-freed": str(self.files.freed_files),
+            "bytes-freed": str(self.files.freed_bytes),
+            "tags-deleted": str(tags),
+            "commits-expired": str(self.files.expired_commits),
+        }
+
+    def summary(self) -> str:
+        files, verb = self.files, "would be " if self.files.dry_run else ""
+        text = (
+            f"{files.freed_files} files ({_mib(files.freed_bytes)}) {verb}freed of {files.scanned_files} "
+            f"({_mib(files.scanned_bytes)}); live {files.live_files} ({_mib(files.live_bytes)}), "
+            f"younger than the cutoff {files.young_files} ({_mib(files.young_bytes)}), in {files.seconds:.1f} s"
+        )
+        return text + (f"; {len(files.failed)} could not be deleted" if files.failed else "")
+
+    def lines(self) -> list[str]:
+        """The tags, main's history and the sweep, a line each."""
+        files = self.files
+        found = [f"{tag.action:12} {tag.tag}  {tag.age_days:.1f} d old: {tag.reason}" for tag in self.tags]
+        expired = "would expire" if files.dry_run else "expired"
+        found.append(
+            f"history      main keeps {self.history_kept} commit(s), back to {self.oldest_kept[:12]} "
+            f"({self.oldest_kept_time:%Y-%m-%d %H:%M}); {files.expired_commits} commit(s) {expired}"
+        )
+        found += [f"in progress  {what}" for what in files.in_progress]
+        found.append(f"files        cutoff {files.cutoff.isoformat()}: {self.summary()}")
+        found += [f"missing      {path}" for path in files.missing]
+        found += [f"failed       {path}" for path in files.failed]
+        return found
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
 
 def _writes_in_progress(catalog: BranchCatalog, branches: Sequence[GcDecision]) -> list[tuple[str, datetime]]:
     """Pipeline runs GitHub says are running, with the time their branch was made (their writes came after)."""

@@ -36,6 +36,7 @@ def bench(name: str, *args: str, env: dict[str, str] | None = None) -> list[dict
         ("pandera_throughput.py", ("--small",)),
         ("incremental_validation.py", ("--rows", "20000", "--append", "0.01", "--repeat", "1")),
         ("transform_scan.py", ("--smoke",)),
+        ("storage_gc.py", ("--smoke",)),
     ],
 )
 def test_quick_benches_run(name, args):

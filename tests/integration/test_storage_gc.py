@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cascade_ci.branch_state import KIND, MetaKind
@@ -37,7 +37,8 @@ from cascade_ci.stages.gc import GcDecision, collect_storage
 from cascade_ci.stages.retention import judge_tags, retained_history
 from cascade_ci.stages.rollback import rollback
 
-STEPS = ("branch", "append", "rebuild", "promote", "rollback", "tag", "delete", "wait")
+# Weighted by repetition: most steps write, promote or let time pass.
+STEPS = ("branch", "append", "append", "rebuild", "promote", "promote", "rollback", "tag", "delete", "wait", "wait")
 RETENTION = {
     "main_retention_days": 2,
     "main_retention_promotions": 1,
@@ -45,7 +46,7 @@ RETENTION = {
     "tag_retention_count": 1,
     "gc_grace_hours": 0,
 }
-histories = st.lists(st.tuples(st.sampled_from(STEPS), st.integers(0, 7)), min_size=1, max_size=14)
+histories = st.lists(st.tuples(st.sampled_from(STEPS), st.integers(0, 7)), min_size=1, max_size=20)
 
 
 @dataclass
@@ -95,13 +96,11 @@ class World:
 
     def step(self, kind: str, pick: int) -> None:
         """One step of a history; a step that makes no sense here (nothing to pick) does nothing."""
-        branch = self.branches[pick % len(self.branches)] if self.branches else None
-        if kind == "branch":
+        if kind == "branch" or (not self.branches and kind not in ("wait", "rollback")):
             self.branches.append(self.catalog.create_ref(self.name("b"), self.main).name)
-        elif kind == "wait":
+        branch = self.branches[pick % len(self.branches)] if self.branches else ""
+        if kind == "wait":
             self.wait()
-        elif branch is None:
-            return
         elif kind == "append":
             first = self.made * 10
             self.made += 1
@@ -116,14 +115,14 @@ class World:
                 self.catalog.fast_forward(self.main, promoted.hash, self.catalog.get_ref(self.main).hash)
             except NotFastForwardError:
                 return  # main moved since the fork
-            self.tags.append(self.catalog.create_ref(self.name(self.tag_prefix), promoted.hash, RefKind.TAG).name)
+            self.tags.append(self.catalog.create_ref(self.name("prod-"), promoted.hash, RefKind.TAG).name)
         elif kind == "rollback" and self.tags:
             tag = self.tags[pick % len(self.tags)]
             if self.exists(tag):
                 rollback(self.settings, self.catalog, tag)
         elif kind == "tag":
             self.tags.append(self.catalog.create_ref(self.name("keep"), branch, RefKind.TAG).name)
-        elif kind == "delete":
+        elif kind == "delete" and branch:
             self.catalog.delete_ref(branch, self.catalog.get_ref(branch).hash)
             self.branches.remove(branch)
 
@@ -220,9 +219,13 @@ def check_gc(world: World, history: list[tuple[str, int]], in_flight: bool, **gc
     storage = backend_for(world.catalog).storage(gc.get("roots"))
     stale = {f.key for f in storage.files() if f.mtime < report.cutoff and f.key not in live}
     assert not stale, f"unreferenced files older than the cutoff remain: {sorted(stale)[:5]}"
-    assert report.failed == [] and report.missing == []
+    roots = tuple(gc.get("roots") or ("",))  # on a shared server, other tests' tables are not ours to judge
+    assert report.failed == [] and [path for path in report.missing if path.startswith(roots)] == []
     if flight:
         flight.finish(world)
+    event(f"freed files: {'some' if report.freed_files else 'none'}")
+    event(f"expired commits: {'some' if report.expired_commits else 'none'}")
+    event(f"deleted tags: {'some' if deleted else 'none'}")
     return result
 
 
@@ -255,7 +258,7 @@ def stored_commits(catalog: LocalBranchCatalog) -> list[str]:
         return [row[0] for row in db.execute("SELECT hash FROM cascade_commits")]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories, in_flight=st.booleans())
 def test_gc_keeps_every_ref_readable_and_leaves_nothing_unreferenced(history, in_flight):
     with tempfile.TemporaryDirectory() as folder:
