@@ -173,7 +173,7 @@ _PROPERTY = re.compile(r"([^=:\s]+)\s*[=:]?\s*(.*)")
 def _properties(text: str) -> dict[str, str]:
     """`key=value` (or `key: value`) lines of a Java properties file; comments and blank lines skipped."""
     found = {}
-    for raw in text.replace("\\\n", "").splitlines():
+    for raw in re.sub(r"\\\n[ \t]*", "", text).splitlines():  # a continued line's indent is dropped
         line = raw.strip()
         if line and line[0] not in "#!":
             key, value = _PROPERTY.fullmatch(line).groups()  # type: ignore[union-attr] (any line matches)
@@ -244,6 +244,15 @@ def read_server_config(path: Path, environ: Mapping[str, str] | None = None) -> 
 
 
 # -- judging the version store --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NessieServer:
+    """What the user tells about the Nessie server: its configuration file, its store type, its management port."""
+
+    config: ServerConfig | None = None
+    store_type: str | None = None
+    management_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -393,19 +402,17 @@ def _nessie_version(uri: str, timeout: float) -> str | None:
     return match.group(1) if match else None
 
 
-def check_nessie(
-    settings: Settings,
-    server_config: ServerConfig | None = None,
-    store_type: str | None = None,
-    management_uri: str | None = None,
-    timeout: float = TIMEOUT_S,
-) -> list[Finding]:
+def check_nessie(settings: Settings, server: NessieServer, timeout: float = TIMEOUT_S) -> list[Finding]:
     """Nessie answers REST v2, its version, the main branch, and its version store."""
+    from cascade_ci.catalog.nessie import _parse_time, _ref_path
+
     uri = settings.nessie_uri.rstrip("/")
     try:
         config = fetch_json(f"{uri}/api/v2/config", timeout)
     except Unreachable as e:
-        return [Finding("catalog", "nessie", Status.ERROR, f"Nessie: {e}", {"uri": safe_url(uri)})]
+        down = Finding("catalog", "nessie", Status.ERROR, f"Nessie: {e}", {"uri": safe_url(uri)})
+        declared = server.config is not None or server.store_type  # judged all the same: it needs no server
+        return [down, judge_store(server.config, server.store_type, None, None)] if declared else [down]
     if not isinstance(config, dict) or "defaultBranch" not in config:
         return [
             Finding(
@@ -417,9 +424,7 @@ def check_nessie(
         ]
     version = _nessie_version(uri, timeout)
     created = config.get("repositoryCreationTimestamp")
-    created_at = (
-        datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", created.replace("Z", "+00:00"))) if created else None
-    )
+    created_at = _parse_time(created) if created else None
     details = {
         "uri": safe_url(uri),
         "version": version,
@@ -431,7 +436,7 @@ def check_nessie(
     findings = []
     main = settings.main_branch
     try:
-        ref = fetch_json(f"{uri}/api/v2/trees/{quote(main, safe='')}", timeout)
+        ref = fetch_json(f"{uri}/api/v2/trees/{_ref_path(main)}", timeout)
         head = str((ref.get("reference") or {}).get("hash", ""))
     except Unreachable as e:
         findings.append(Finding("catalog", "nessie", Status.ERROR, f"branch {main!r} cannot be read: {e}", details))
@@ -448,8 +453,8 @@ def check_nessie(
             )
         )
     findings.append(_version_finding("catalog", "nessie", version, f"{safe_url(uri)}/nessie-openapi/openapi.yaml"))
-    observation = observe(management_uri, timeout) if management_uri else None
-    findings.append(judge_store(server_config, store_type, created_at, observation))
+    observation = observe(server.management_uri, timeout) if server.management_uri else None
+    findings.append(judge_store(server.config, server.store_type, created_at, observation))
     return findings
 
 
@@ -558,17 +563,11 @@ def check_duckdb() -> list[Finding]:
     ]
 
 
-def diagnose(
-    settings: Settings,
-    server_config: ServerConfig | None = None,
-    store_type: str | None = None,
-    management_uri: str | None = None,
-    timeout: float = TIMEOUT_S,
-) -> Report:
+def diagnose(settings: Settings, server: NessieServer | None = None, timeout: float = TIMEOUT_S) -> Report:
     """Every check the settings call for: the catalog (and its storage), then the engine."""
     report = Report(settings.catalog, settings.engine_name)
     if settings.catalog == "nessie":
-        report.findings += check_nessie(settings, server_config, store_type, management_uri, timeout)
+        report.findings += check_nessie(settings, server or NessieServer(), timeout)
         if report.findings[0].status is not Status.ERROR:
             report.findings += check_s3(settings, timeout)
     elif settings.catalog == "local":

@@ -156,9 +156,10 @@ fail() {
     printf '\n===== last lines of %s =====\n' "$f" >&2
     tail -n 40 "$f" >&2
   done
-  cmd_stop >/dev/null 2>&1 || true
+  $ON_FAIL >/dev/null 2>&1 || true
   exit 1
 }
+ON_FAIL=cmd_stop # what a failure stops: everything while starting; restart-nessie stops only Nessie
 
 any_body() { return 0; }
 nessie_ready() { [[ "$1" == *'"defaultBranch"'* ]]; }
@@ -319,6 +320,7 @@ cmd_restart_nessie() {
   [ -f "$config" ] || die "no Nessie was started in $RUN (services/stack.sh start first)"
   port="$(sed -n 's/^quarkus.http.port=//p' "$config")"
   declare -gA STARTUP=() LAUNCHED=()
+  ON_FAIL="stop_one nessie"
   stop_one nessie "$signal"
   launch_nessie
   wait_for nessie "http://127.0.0.1:$port/api/v2/config" nessie_ready

@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 from urllib.request import urlopen
 
 from cascade_ci.doctor import ROCKS_PATH, ServerConfig, read_server_config
@@ -58,7 +59,10 @@ def wait_until_up(uri: str, alive: Callable[[], bool], timeout: float = START_TI
 
 
 def kill_group(pid: int) -> None:
-    """SIGKILL the process group `pid` leads (its own session) and wait until the process is gone."""
+    """SIGKILL the process group `pid` leads (its own session) and wait until the process is gone.
+
+    For a process that is not this one's child (its zombie is reaped elsewhere); a child is waited for.
+    """
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -73,6 +77,15 @@ def kill_group(pid: int) -> None:
     raise AssertionError(f"process {pid} outlived SIGKILL")
 
 
+class Restartable(Protocol):
+    uri: str
+    management_uri: str
+
+    def wait_until_up(self) -> float: ...  # seconds it waited
+    def kill(self) -> None: ...  # SIGKILL; returns when the process is gone
+    def start(self) -> float: ...  # on the same store; returns the seconds until it answered
+
+
 class StackNessie:
     """The Nessie of a `services/stack.sh start` run folder."""
 
@@ -84,6 +97,9 @@ class StackNessie:
     @property
     def management_uri(self) -> str:
         return f"http://127.0.0.1:{read_server_config(self.config_file).get('quarkus.management.port')}"
+
+    def wait_until_up(self) -> float:
+        return wait_until_up(self.uri, lambda: (self.run / "nessie.pid").exists())
 
     def kill(self) -> None:
         kill_group(int((self.run / "nessie.pid").read_text()))
@@ -122,7 +138,6 @@ class ComposeNessie:
             ROCKS_PATH: str(self.store),
             "nessie.catalog.service.s3.default-options.endpoint": s3_endpoint.rstrip("/") + "/",
             "nessie.catalog.service.s3.default-options.external-endpoint": s3_endpoint.rstrip("/") + "/",
-            "quarkus.otel.sdk.disabled": "true",
         }
         v = versions()
         jar = Path(os.environ.get("CASCADE_SERVICES_CACHE", Path.home() / ".cache/cascade-ci/services"))
@@ -137,7 +152,14 @@ class ComposeNessie:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
-        """Start it (the jar is fetched first if the cache lacks it); returns the seconds until it answered."""
+        """Start it and wait until it answers; returns the seconds that took."""
+        started = time.monotonic()
+        self.launch()
+        self.wait_until_up()
+        return time.monotonic() - started
+
+    def launch(self) -> None:
+        """Start the process (the jar is fetched first if the cache lacks it); `wait_until_up` waits for it."""
         if not self.jar.exists():
             subprocess.run(["bash", str(STACK), "fetch", "--without-trino"], check=True, capture_output=True)
         self.store.parent.mkdir(parents=True, exist_ok=True)
@@ -147,20 +169,19 @@ class ComposeNessie:
             self.command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
-        return wait_until_up(self.uri, lambda: self.process is not None and self.process.poll() is None)
+
+    def wait_until_up(self) -> float:
+        assert self.process is not None, "not launched"
+        process = self.process
+        try:
+            return wait_until_up(self.uri, lambda: process.poll() is None)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.log_tail()}") from None
 
     def kill(self) -> None:
-        if self.process is not None:
-            kill_group(self.process.pid)
-            self.process.wait()
-
-    def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
     def log_tail(self, lines: int = 40) -> str:
         path = self.workdir / "nessie.log"
