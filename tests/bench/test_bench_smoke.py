@@ -37,6 +37,7 @@ def bench(name: str, *args: str, env: dict[str, str] | None = None) -> list[dict
         ("incremental_validation.py", ("--rows", "20000", "--append", "0.01", "--repeat", "1")),
         ("transform_scan.py", ("--smoke",)),
         ("storage_gc.py", ("--smoke",)),
+        ("nightscout_ingest.py", ("--smoke",)),
     ],
 )
 def test_quick_benches_run(name, args):

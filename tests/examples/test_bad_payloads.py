@@ -1,17 +1,19 @@
-"""1,000 generated bad Nightscout payloads: no crash, a clear error naming the record, or a blocked verdict.
+"""1,000 generated bad Nightscout payloads: no crash; each bad record rejected alone, named; or a blocked verdict.
 
-Each generated entry records what it was made of (which fields are malformed, whether it is an sgv
-entry), so the test knows, independently of the parser, whether the batch must be rejected and which
-record the error must name. Accepted batches go through the pandera gate's rule matching on the
-`marts.fct_glucose_readings` frame the dbt model would build from them (mirrored here in polars):
-out-of-range glucose and duplicate ids must block, and nothing else may. A few accepted-but-bad
-batches then run the real ingest -> validate -> promote path: promotion is refused, main untouched.
+Each generated entry records what it was made of (whether it is a reading, skipped by its type, or
+unreadable), so the test knows, independently of the parser, which records must land, which must be
+rejected (each in the rejects table, named by its place and id) and which skipped. Landed readings go
+through the pandera gate's rule matching on the `marts.fct_glucose_readings` frame the dbt models would
+build from them (mirrored here in polars: one reading per time, error codes out, the site's local time):
+out-of-range glucose and misdated readings must block, and nothing else may. A few landed-but-bad batches
+then run the real ingest -> validate -> promote path: promotion is refused, main untouched.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,14 +25,14 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from glucose_github.nightscout import entries_to_batch
-from glucose_github.raw import DIRECTIONS, GLUCOSE
+from glucose_github.raw import DIRECTIONS, GLUCOSE, GLUCOSE_REJECTS
 from glucose_github.schemas import MART_SCHEMAS, FactGlucoseReadings
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cascade_ci.catalog.local import LocalBranchCatalog
 from cascade_ci.config import load_settings
-from cascade_ci.errors import CascadeError, RefusedError, SourceError
+from cascade_ci.errors import RefusedError
 from cascade_ci.gates import pandera_gate
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.ingest import ingest
@@ -38,6 +40,7 @@ from cascade_ci.stages.promote import promote
 from cascade_ci.stages.validate import validate
 from cascade_ci.verdict import Level
 from tests.conftest import GLUCOSE_EXAMPLE
+from tests.examples.rejects import rejected_rows, tallies
 from tests.fakes.marts import glucose_category
 
 MART = "marts.fct_glucose_readings"
@@ -55,21 +58,11 @@ SCHEMA = FactGlucoseReadings.to_schema()
 @dataclass(frozen=True)
 class Made:
     entry: Any
-    core_bad: bool  # not an object, or a bad _id/date: rejected whatever its type
-    detail_bad: bool  # a bad sgv/trend/utcOffset/direction/device/dateString: rejected if it is an sgv entry
-    sgv_kind: bool
+    outcome: str  # "reading", "skipped" (mbg, cal, other types) or "rejected"
+    key: tuple[Any, ...] | None  # a reading's identity: ("id", _id) or ("derived", date, device)
     plain_id: str | None
     sgv: int | None
-    direction: str | None
-
-    @property
-    def rejected(self) -> bool:
-        return self.core_bad or (self.sgv_kind and self.detail_bad)
-
-
-def raw_date(made: Made) -> int:
-    """The reading's time in ms, as the source reads it."""
-    return int(made.entry["date"])
+    valid: bool | None
 
 
 text = st.text(max_size=10)  # any unicode except lone surrogates (see test_lone_surrogate_... below)
@@ -78,17 +71,21 @@ good_dates = st.one_of(
     st.integers(1_600_000_000_000, 1_900_000_000_000),
     st.integers(-POLARS_MAX_MS, POLARS_MAX_MS),
     st.floats(-1e15, 1e15, allow_nan=False),
+    st.integers(1_600_000_000_000, 1_900_000_000_000).map(str),  # numeric text, as shell pipelines write it
 )
-bad_dates = st.sampled_from(
-    [math.nan, math.inf, -math.inf, True, False, "1700000000000", None, [], {}, MAX_MS, -MAX_MS, 2**63, 10**30, 1e300]
+bad_dates = st.sampled_from([math.nan, math.inf, -math.inf, True, False, "soon", [], {}, MAX_MS, -MAX_MS, 2**63, 1e300])
+good_sgv = st.one_of(
+    st.integers(0, 1000), st.integers(0, INT32 - 1), st.integers(0, 1000).map(float), st.integers(0, 999).map(str)
 )
-good_sgv = st.one_of(st.integers(0, 1000), st.integers(-INT32, INT32 - 1), st.integers(-1000, 1000).map(float))
-bad_sgv = st.sampled_from([1.5, math.nan, math.inf, "100", True, None, INT32, -INT32 - 1, 10**40, 1e300, [], {}])
+bad_sgv = st.sampled_from([1.5, -1, -INT32, math.nan, math.inf, "high", "", True, INT32, 10**40, 1e300, [], {}])
 good_int = st.one_of(st.none(), st.integers(-INT32, INT32 - 1), st.integers(-100, 100).map(float))
 bad_int = st.sampled_from(["x", 1.5, INT32, -INT32 - 1, True, math.nan, []])
 good_text = st.one_of(st.none(), text)
 bad_text = st.sampled_from([5, 1.5, False, [], {}, {"$oid": "x"}])
-KNOWN = {"_id", "date", "sgv", "type", "direction", "trend", "device", "utcOffset", "dateString"}
+good_valid = st.sampled_from([None, True, False])
+bad_valid = st.sampled_from(["yes", 1, 0, []])
+KNOWN = {"_id", "identifier", "date", "sgv", "type", "direction", "trend", "device", "utcOffset", "dateString"}
+KNOWN |= {"isValid"}
 
 
 def pick(draw, good, bad, missing_ok: bool = True) -> tuple[Any, bool]:
@@ -102,67 +99,75 @@ def pick(draw, good, bad, missing_ok: bool = True) -> tuple[Any, bool]:
 @st.composite
 def entries(draw) -> Made:
     if draw(st.integers(0, 19)) == 0:
-        return Made(draw(st.sampled_from([None, 5, "sgv", [], ["x"], 1.5])), True, False, False, None, None, None)
+        return Made(draw(st.sampled_from([None, 5, "sgv", [], ["x"], 1.5])), "rejected", None, None, None, None)
     entry: dict[str, Any] = {}
-    core_bad = detail_bad = False
-    id_mode = draw(st.sampled_from(["good"] * 5 + ["oid", "bad", "missing"]))
+    id_mode = draw(st.sampled_from(["good"] * 4 + ["oid", "unusable", "missing"]))
     plain_id = None
     if id_mode == "good":
         entry["_id"] = plain_id = draw(ids)
     elif id_mode == "oid":
         plain_id = draw(ids)
         entry["_id"] = {"$oid": plain_id}
-    elif id_mode == "bad":
+    elif id_mode == "unusable":  # Nightscout ignores such an _id: the entry gets a derived id, as without one
         entry["_id"] = draw(st.sampled_from(["", 0, 12, None, [], {"$oid": 5}, {"$oid": ""}, {}, True]))
-        core_bad = True
-    else:
-        core_bad = True
-    date, bad = pick(draw, good_dates, bad_dates)
-    core_bad |= bad or date is MISSING
     kind = draw(st.sampled_from(["sgv", "sgv", "sgv", "absent", "null", "mbg", "cal", "other", "int"]))
     kind_value = {"sgv": "sgv", "absent": MISSING, "null": None, "mbg": "mbg", "cal": "cal", "int": 5}.get(
-        kind, draw(text)
+        kind, draw(text.filter(lambda t: t != "sgv"))
     )
-    sgv, bad_s = pick(draw, good_sgv, bad_sgv)
+    date, bad_date = pick(draw, good_dates, bad_dates)
+    sgv, bad_sgv_value = pick(draw, good_sgv, bad_sgv)
     fields = {"date": date, "type": kind_value, "sgv": sgv}
-    detail = {"sgv": bad_s}
-    for key, good, bad in (
+    bad = bad_date or date is MISSING or bad_sgv_value or sgv is MISSING
+    for key, good, wrong in (
         ("direction", st.one_of(st.sampled_from(DIRECTIONS), good_text), bad_text),
         ("trend", good_int, bad_int),
         ("utcOffset", good_int, bad_int),
         ("device", good_text, bad_text),
         ("dateString", good_text, bad_text),
+        ("isValid", good_valid, bad_valid),
     ):
-        fields[key], detail[key] = pick(draw, good, bad)
+        fields[key], wrong_value = pick(draw, good, wrong)
+        bad = bad or wrong_value
     entry.update({k: v for k, v in fields.items() if v is not MISSING})
     extra = draw(
         st.dictionaries(text.filter(lambda k: k not in KNOWN), st.one_of(st.none(), st.integers(), text), max_size=2)
     )
     entry.update(extra)
-    sgv_kind = kind_value == "sgv" or (kind_value in (None, MISSING) and "sgv" in entry)
-    detail_bad = any(detail.values()) or (sgv_kind and sgv is MISSING)
-    if isinstance(sgv, float) and sgv.is_integer():
-        sgv = int(sgv)
-    direction = entry.get("direction") if isinstance(entry.get("direction"), str) else None
-    return Made(entry, core_bad, detail_bad, sgv_kind, plain_id, sgv if isinstance(sgv, int) else None, direction)
+    if kind == "int":
+        return Made(entry, "rejected", None, plain_id, None, None)  # Nightscout refuses a type that is not text
+    if not (kind_value == "sgv" or (kind_value in (None, MISSING) and "sgv" in entry)):
+        return Made(entry, "skipped", None, plain_id, None, None)  # checked for nothing: its type says it is no reading
+    if bad:
+        return Made(entry, "rejected", None, plain_id, None, None)
+    when = int(float(date))
+    value = int(float(sgv))
+    key = ("id", plain_id) if plain_id else ("derived", when, entry.get("device"))
+    return Made(entry, "reading", key, plain_id, value, entry.get("isValid"))
 
 
-# -- the mart the dbt model builds, and the pandera gate's verdict on it --------------------------------
+# -- the mart the dbt models build, and the pandera gate's verdict on it -------------------------------
 
 
 def mart_frame(raw: pa.Table) -> pl.DataFrame:
-    """fct_glucose_readings from raw.glucose_entries, as models/marts/fct_glucose_readings.sql computes it."""
-    frame = pl.from_arrow(raw).filter(pl.col("entry_type") == "sgv")
-    ts, g = pl.col("reading_timestamp"), pl.col("glucose_mg_dl")
+    """fct_glucose_readings from raw.glucose_entries, as models/staging/stg_glucose_entries.sql and
+    models/marts/fct_glucose_readings.sql compute it (one batch: one ingested_at)."""
+    frame = (
+        pl.from_arrow(raw)
+        .filter((pl.col("entry_type") == "sgv") & pl.col("is_valid").fill_null(True))
+        .sort(["date_ms", "entry_id"])
+        .unique(subset=["date_ms"], keep="first", maintain_order=True)
+        .filter(pl.col("sgv") >= 39)
+    )
+    local = pl.col("reading_timestamp") + pl.duration(minutes=pl.col("site_utc_offset").fill_null(0))
+    g = pl.col("sgv").cast(pl.Int32)
     return frame.select(
-        "entry_id", pl.col("sgv").cast(pl.Int32).alias("glucose_mg_dl"), "reading_timestamp", "direction", "device"
-    ).select(
         "entry_id",
-        "glucose_mg_dl",
+        g.alias("glucose_mg_dl"),
         "reading_timestamp",
-        ts.dt.date().alias("reading_date"),
-        ts.dt.hour().cast(pl.Int32).alias("hour_of_day"),
-        ts.dt.weekday().cast(pl.Int32).alias("day_of_week"),
+        local.dt.date().alias("reading_date"),
+        local.dt.hour().cast(pl.Int32).alias("hour_of_day"),
+        local.dt.weekday().cast(pl.Int32).alias("day_of_week"),
+        pl.col("site_utc_offset").fill_null(0).cast(pl.Int32),
         "direction",
         glucose_category(g).alias("glucose_category"),
         g.is_between(70, 180).alias("is_in_range"),
@@ -188,55 +193,71 @@ FAST = settings(
 )
 
 
+def as_text(record: Any) -> str:
+    """How a rejected record is kept: its JSON text."""
+    try:
+        return json.dumps(record, ensure_ascii=False, default=str)
+    except ValueError:
+        return json.dumps(record, default=str)
+
+
 @FAST
 @given(st.lists(entries(), max_size=8))
-def test_bad_payloads_are_rejected_clearly_or_blocked(made: list[Made]):
-    payload = [m.entry for m in made]
-    first_bad = next((i for i, m in enumerate(made) if m.rejected), None)
-    try:
-        batch = entries_to_batch(payload, "nightscout-export")
-    except CascadeError as e:  # the only exceptions allowed out of a source
-        event("rejected")
-        assert isinstance(e, SourceError), repr(e)
-        assert first_bad is not None, f"a good payload was rejected: {e}"
-        message = str(e)
-        assert f"Nightscout entry #{first_bad} " in message, (message, first_bad)
-        named = made[first_bad]
-        assert (
-            ((f"(_id={named.plain_id!r})" if named.plain_id else "(no _id)") in message)
-            if isinstance(named.entry, dict)
-            else ("not an object" in message)
-        ), message
-        assert len(message) < 500, message
-        return
-    assert first_bad is None, f"entry #{first_bad} should have been rejected: {payload[first_bad]!r}"
+def test_bad_payloads_are_rejected_alone_or_blocked(made: list[Made]):
+    batch = entries_to_batch([m.entry for m in made], "nightscout-export")  # never raises for a record
+    raw, rejects = batch.tables[GLUCOSE], batch.tables[GLUCOSE_REJECTS]
 
-    readings = [m for m in made if m.sgv_kind]
-    event(f"accepted with {min(len(readings), 3)}{'+' if len(readings) > 3 else ''} readings")
-    raw = batch.tables[GLUCOSE]
-    assert raw.num_rows == len(readings)
-    assert raw.column("entry_id").to_pylist() == [m.plain_id for m in readings]
-    assert raw.column("sgv").to_pylist() == [m.sgv for m in readings]
+    # Every rejected record is in the rejects table (once per distinct text), named by its place and id.
+    rejected = {i for i, m in enumerate(made) if m.outcome == "rejected"}
+    last_of_text = {as_text(made[i].entry): i for i in sorted(rejected)}
+    named = {}
+    (tally,) = tallies(rejects)
+    assert tally.startswith(f"tally: {len(made)} records read: {raw.num_rows} readings, {len(rejected)} rejected, ")
+    for row in rejected_rows(rejects):
+        found = re.match(r"Nightscout entry #(\d+) (\(_id=.*?\)|\(no _id\)): ", row["reason"])
+        assert found, row["reason"]
+        index = int(found.group(1))
+        named[row["record"]] = index
+        m = made[index]
+        label = f"(_id={m.plain_id!r})" if m.plain_id and isinstance(m.entry, dict) else None
+        assert label is None or found.group(2) == label or "_id=" in found.group(2), (row["reason"], label)
+        assert "\n" not in row["reason"] and len(row["reason"]) < 500, row["reason"]
+    assert named == last_of_text, (named, last_of_text)
+    event(f"{len(rejected)} rejected" if rejected else "none rejected")
 
-    checks = gate_checks(mart_frame(raw))
-    low = [m.sgv for m in readings if m.sgv < 20]
-    high = [m.sgv for m in readings if m.sgv > 600]
-    seen: set[str] = set()
-    dupes = {m.plain_id for m in readings if m.plain_id in seen or seen.add(m.plain_id)}
-    assert checks["glucose_mg_dl:greater_than_or_equal_to"].observed == (len(low) or None)
+    # Every reading lands once per identity (the last copy), whatever else the batch holds.
+    readings: dict[tuple[Any, ...], Made] = {}
+    for m in made:
+        if m.outcome == "reading":
+            readings.pop(m.key, None)
+            readings[m.key] = m
+    landed = raw.select(["entry_id", "sgv", "is_valid"]).to_pylist()  # dates may be past Python's datetime
+    assert raw.num_rows == len(readings), (landed, list(readings))
+    by_id = {row["entry_id"]: row for row in landed}
+    for key, m in readings.items():
+        if key[0] == "id":
+            assert by_id[key[1]]["sgv"] == m.sgv
+            assert by_id[key[1]]["is_valid"] == m.valid
+    assert sorted(row["sgv"] for row in by_id.values()) == sorted(m.sgv for m in readings.values())
+    event(f"{min(len(readings), 3)}{'+' if len(readings) > 3 else ''} readings")
+
+    # The gates block exactly out-of-range glucose and misdated readings among those the mart keeps.
+    frame = mart_frame(raw)
+    checks = gate_checks(frame)
+    high = [v for v in frame["glucose_mg_dl"].to_list() if v > 600]
     assert checks["glucose_mg_dl:less_than_or_equal_to"].observed == (len(high) or None)
-    assert checks["entry_id:unique"].passed == (not dupes)
-    for value in (low + high)[:1]:
-        assert repr(value) in "".join(c.message for c in checks.values())
-    unknown_direction = any(m.direction is not None and m.direction not in DIRECTIONS for m in readings)
+    assert checks["glucose_mg_dl:greater_than_or_equal_to"].passed  # error codes never reach the mart
+    assert checks["entry_id:unique"].passed
+    unknown_direction = any(d is not None and d not in DIRECTIONS for d in frame["direction"].to_list())
     assert checks["direction:isin"].passed == (not unknown_direction)
     assert checks["direction:isin"].severity is Level.WARN  # a category: warns, never blocks
     earliest = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp() * 1000)
     latest = int((datetime.now(UTC) + timedelta(days=1)).timestamp() * 1000)
-    misdated = [m for m in readings if not earliest <= raw_date(m) <= latest]
+    stamps = frame["reading_timestamp"].dt.epoch("ms").to_list()
+    misdated = [t for t in stamps if not earliest <= t <= latest]
     blocked = any(c.blocks for c in checks.values())
-    event(f"accepted, {'blocked' if blocked else 'passed'}")
-    assert blocked == bool(low or high or dupes or misdated), {k: c.message for k, c in checks.items() if not c.passed}
+    event(f"landed, {'blocked' if blocked else 'passed'}")
+    assert blocked == bool(high or misdated), {k: c.message for k, c in checks.items() if not c.passed}
 
 
 # -- no bad row reaches main: the real ingest -> validate -> promote path ----------------------------
@@ -247,17 +268,15 @@ def good_reading(i: int, entry_id: str, sgv: int) -> dict[str, Any]:
 
 
 @st.composite
-def accepted_but_bad(draw) -> list[dict[str, Any]]:
+def landed_but_bad(draw) -> list[dict[str, Any]]:
+    """Readings the source keeps (they can be read) that the gates must refuse: too high, or dated ahead."""
     count = draw(st.integers(1, 6))
-    batch = [good_reading(i, f"id-{i}", draw(st.integers(20, 600))) for i in range(count)]
-    defect = draw(st.sampled_from(["low", "high", "duplicate"]))
+    batch = [good_reading(i, f"id-{i}", draw(st.integers(39, 600))) for i in range(count)]
     at = draw(st.integers(0, count - 1))
-    if defect == "low":
-        batch[at]["sgv"] = draw(st.integers(-INT32, 19))
-    elif defect == "high":
+    if draw(st.sampled_from(["high", "future"])) == "high":
         batch[at]["sgv"] = draw(st.integers(601, INT32 - 1))
     else:
-        batch.append(good_reading(count, batch[at]["_id"], draw(st.integers(20, 600))))
+        batch[at]["date"] = int((datetime.now(UTC) + timedelta(days=draw(st.integers(2, 3650)))).timestamp() * 1000)
     return batch
 
 
@@ -312,14 +331,14 @@ def _cleanup_homes():
 
 
 @settings(max_examples=5, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-@given(accepted_but_bad())
+@given(landed_but_bad())
 def test_no_bad_row_reaches_main(entries: list[dict[str, Any]]):
     verdict, outcome, main_before, catalog, home = publish_attempt(entries, "bad")
     request_cleanup(catalog, home)
     failing = [c for c in verdict.checks if c.blocks]
     assert verdict.blocked and failing, verdict.to_json()
     assert {c.table for c in failing} == {MART}
-    assert {c.name.split(":")[0] for c in failing} <= {"glucose_mg_dl", "entry_id"}
+    assert {c.name.split(":")[0] for c in failing} <= {"glucose_mg_dl", "reading_timestamp"}
     assert outcome.startswith("refused: ") and "blocked by its verdict" in outcome, outcome
     assert catalog.get_ref("main").hash == main_before
     assert catalog.tables("main").load_table(MART).scan().to_arrow().num_rows == 0
@@ -328,30 +347,34 @@ def test_no_bad_row_reaches_main(entries: list[dict[str, Any]]):
 
 def test_a_good_batch_does_reach_main():
     """The control: the same path with valid readings promotes, so the test above can tell the difference."""
-    entries = [good_reading(i, f"ok-{i}", 20 + 116 * i) for i in range(6)]
+    entries = [good_reading(i, f"ok-{i}", 40 + 112 * i) for i in range(6)]
+    entries.append(good_reading(6, "code", 5))  # an error code: kept in raw, out of the mart, not blocking
     verdict, outcome, main_before, catalog, home = publish_attempt(entries, "good")
     request_cleanup(catalog, home)
     assert not verdict.blocked, [c.message for c in verdict.checks if c.blocks]
     assert outcome == "promoted"
     on_main = catalog.tables("main").load_table(MART).scan().to_arrow()
-    assert sorted(on_main.column("glucose_mg_dl").to_pylist()) == [20, 136, 252, 368, 484, 600]
+    assert sorted(on_main.column("glucose_mg_dl").to_pylist()) == [40, 152, 264, 376, 488, 600]
     assert catalog.get_ref("main").hash != main_before
 
 
 # -- gaps these payloads found, fixed since ------------------------------------------------------------
 
 
-def test_lone_surrogate_in_a_string_is_a_source_error():
+def test_lone_surrogate_in_a_string_is_rejected():
     entries = json.loads('[{"_id": "ok", "date": 1790000000000, "sgv": 100, "device": "dex\\udc80"}]')  # valid JSON
-    with pytest.raises(SourceError, match=r"Nightscout entry #0 \(_id='ok'\): device is not valid Unicode"):
-        entries_to_batch(entries, "nightscout-export")
+    batch = entries_to_batch(entries, "nightscout-export")
+    (rejected,) = rejected_rows(batch.tables[GLUCOSE_REJECTS])
+    assert rejected["reason"].startswith("Nightscout entry #0 (_id='ok'): device is not valid Unicode")
+    assert "\\udc80" in rejected["record"]  # kept as JSON text that UTF-8 can carry
+    assert batch.tables[GLUCOSE].num_rows == 0
 
 
-def test_error_message_stays_on_one_line_whatever_the_id():
+def test_reason_stays_on_one_line_whatever_the_id():
     # An _id from the source can carry a newline and a GitHub workflow command into the job log.
-    with pytest.raises(SourceError) as caught:
-        entries_to_batch([{"_id": "x\n::error::forged", "date": 1790000000000, "sgv": "high"}], "nightscout-export")
-    assert "\n" not in str(caught.value)
+    batch = entries_to_batch([{"_id": "x\n::error::forged", "date": 1790000000000, "sgv": "high"}], "x")
+    (reason,) = [row["reason"] for row in rejected_rows(batch.tables[GLUCOSE_REJECTS])]
+    assert "\n" not in reason and reason.startswith("Nightscout entry #0 (_id='x\\n::error::forged'): ")
 
 
 def test_reading_dated_in_the_far_future_is_blocked():

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from cascade_ci.cli import cli
 from cascade_ci.config import load_settings
 
+REJECTS_AND_ENTRIES = ["raw.github_user_events__rejects", "raw.glucose_entries", "raw.glucose_entries__rejects"]
 MART_NAMES = [
     "marts.fct_daily_glucose_metrics",
     "marts.fct_github_repo_stats",
@@ -22,17 +23,22 @@ def test_example_config_defaults(glucose_project):
     assert settings.config_file == glucose_project / "cascade.toml"
     assert list(settings.sources) == ["sample", "nightscout", "github"]
     assert [name for name, source in settings.sources.items() if source.default] == ["sample"]
-    assert settings.sources["sample"].options == {"seed": "7", "defects": ""}
-    assert settings.sources["nightscout"].options == {"url": "", "api_secret": ""}
+    assert settings.sources["sample"].options == {"seed": "7", "defects": "", "timezone": ""}
+    assert settings.sources["nightscout"].options == {"url": "", "api_secret": "", "timezone": ""}
     assert settings.sources["github"].options == {
         "users": "octocat",
         "repos": "octocat/Hello-World",
         "token": "",
+        "source_token": "",
         "api_url": "https://api.github.com",
+        "stats_wait_s": "30",
     }
     assert settings.transform is not None
     assert settings.path(settings.transform.project_dir) == glucose_project / "dbt"
-    assert sorted(settings.tables) == [*MART_NAMES, "raw.glucose_entries"]
+    assert settings.transform.vars == {"gmi_window_days": "14", "gmi_min_completeness_pct": "70"}
+    assert sorted(settings.tables) == [*MART_NAMES, "raw.github_repo_stats__rejects", *REJECTS_AND_ENTRIES]
+    for rejects in [table for table in settings.tables if table.endswith("__rejects")]:
+        assert settings.tables[rejects].unique == ["source", "record"]  # reruns upsert a rejected record
     assert {table: settings.tables[table].schema_ for table in MART_NAMES} == {
         "marts.fct_daily_glucose_metrics": "glucose_github.schemas:FactDailyGlucoseMetrics",
         "marts.fct_github_repo_stats": "glucose_github.schemas:FactGitHubRepoStats",
@@ -41,7 +47,14 @@ def test_example_config_defaults(glucose_project):
     }
     freshness = settings.tables["raw.glucose_entries"].freshness
     assert freshness is not None and (freshness.column, freshness.warn_after_hours) == ("reading_timestamp", 24.0)
-    assert [check.name for check in settings.checks] == ["readings_have_a_daily_row"]
+    assert [check.name for check in settings.checks] == [
+        "readings_have_a_daily_row",
+        "glucose_rejects",
+        "glucose_rejects_share",
+        "github_rejects",
+    ]
+    share = next(check for check in settings.checks if check.name == "glucose_rejects_share")
+    assert (share.severity, share.expect) == ("error", 0) and "> 5\n" in share.sql
     assert settings.gate_names == ["schema", "pandera", "dbt", "freshness", "sql"]
 
 
@@ -51,15 +64,28 @@ def test_example_config_reads_the_variables_users_already_set(glucose_project, m
     monkeypatch.setenv("NIGHTSCOUT_URL", "https://cgm.example.org")
     monkeypatch.setenv("CASCADE_GITHUB_USERS", "hubot,monalisa")
     monkeypatch.setenv("GLUCOSE_FRESHNESS_HOURS", "6")
+    monkeypatch.setenv("GLUCOSE_TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("GLUCOSE_REJECTS_MAX_PCT", "2.5")
+    monkeypatch.setenv("GLUCOSE_GMI_WINDOW_DAYS", "28")
+    monkeypatch.setenv("GH_SOURCE_TOKEN", "ghp_source0123456789")
     settings = load_settings()
-    assert settings.sources["sample"].options == {"seed": "11", "defects": "null_ids"}
+    assert settings.sources["sample"].options["timezone"] == "Europe/Berlin"
+    assert settings.sources["nightscout"].options["timezone"] == "Europe/Berlin"
+    assert settings.sources["github"].options["source_token"] == "ghp_source0123456789"
+    assert settings.transform is not None and settings.transform.vars["gmi_window_days"] == "28"
+    assert "> 2.5\n" in next(check.sql for check in settings.checks if check.name == "glucose_rejects_share")
+    assert settings.sources["sample"].options == {"seed": "11", "defects": "null_ids", "timezone": "Europe/Berlin"}
     assert settings.sources["nightscout"].options["url"] == "https://cgm.example.org"
     assert settings.sources["github"].options["users"] == "hubot,monalisa"
     assert settings.tables["raw.glucose_entries"].freshness.warn_after_hours == 6.0  # type: ignore[union-attr]
 
 
 def test_example_config_checks_clean_and_hides_its_secrets(glucose_project):
-    env = {"GITHUB_TOKEN": "ghp_example0123456789", "NIGHTSCOUT_API_SECRET": "cgm-secret-0123456789"}
+    env = {
+        "GITHUB_TOKEN": "ghp_example0123456789",
+        "GH_SOURCE_TOKEN": "ghp_source9876543210",
+        "NIGHTSCOUT_API_SECRET": "cgm-secret-0123456789",
+    }
     result = CliRunner().invoke(cli, ["config", "check", "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert result.stderr == f"{glucose_project / 'cascade.toml'}: ok\n"
@@ -68,5 +94,6 @@ def test_example_config_checks_clean_and_hides_its_secrets(glucose_project):
     resolved = json.loads(result.stdout)
     assert resolved["github_token"] == "***"
     assert resolved["sources"]["github"]["options"]["token"] == "***"
+    assert resolved["sources"]["github"]["options"]["source_token"] == "***"
     assert resolved["sources"]["nightscout"]["options"]["api_secret"] == "***"
     assert resolved["sources"]["github"]["options"]["users"] == "octocat"

@@ -1,4 +1,4 @@
-"""The GitHub source (PyGithub) against a fake GitHub API on 127.0.0.1."""
+"""The GitHub source against a fake GitHub API on 127.0.0.1 (the faults through the CLI: test_github_faults.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from glucose_github import github_source
-from glucose_github.raw import EVENTS, REPO_STATS, schemas
+from glucose_github.raw import EVENTS, EVENTS_REJECTS, REPO_STATS, REPO_STATS_REJECTS, schemas
 
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
+from tests.examples.rejects import rejected_rows, tallies
 from tests.fakes.github import TOKEN, assert_token_hidden, rate_limited
 from tests.fakes.http import FakeServer, Response, unused_port
 
@@ -60,12 +61,15 @@ def test_events_follow_link_headers(api: FakeServer) -> None:
     ]
     pages = api.requests_to(EVENTS_PATH)
     assert [(p.param("per_page"), p.param("page")) for p in pages] == [("2", None), ("2", "2")]
-    assert all(r.headers["authorization"] == f"token {TOKEN}" for r in api.requests)
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in api.requests)
 
 
 def test_events_stop_at_max_pages(api: FakeServer) -> None:
     batch = github_source.fetch_user_events(None, ["octocat"], base_url=api.url, per_page=2, max_pages=2)
-    assert batch.row_counts() == {EVENTS: 4}
+    assert batch.row_counts() == {EVENTS: 4, EVENTS_REJECTS: 1}  # the tally row
+    assert tallies(batch.tables[EVENTS_REJECTS]) == [
+        "tally: 1 users asked for: 1 read, 0 failed; 4 events kept, 0 rejected"
+    ]
     assert len(api.requests_to(EVENTS_PATH)) == 2
     assert all("authorization" not in r.headers for r in api.requests)
 
@@ -76,6 +80,8 @@ def test_events_map_to_the_events_schema(api: FakeServer) -> None:
     rows = {row["event_id"]: row for row in table.to_pylist()}
     assert len(rows) == 7
     push = rows["35471923512"]
+    payload = json.loads(push.pop("payload_json"))
+    assert payload["head"] == "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d" and len(payload["commits"]) == 2
     assert push == {
         "event_id": "35471923512",
         "event_type": "PushEvent",
@@ -85,6 +91,11 @@ def test_events_map_to_the_events_schema(api: FakeServer) -> None:
         "is_public": True,
         "payload_action": None,
         "commit_count": 2,
+        "ref": "refs/heads/master",
+        "ref_type": None,
+        "head_sha": "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d",
+        "item_number": None,
+        "release_tag": None,
         "created_at": datetime(2024, 1, 13, 5, 20, 11, tzinfo=UTC),
         "ingested_at": None,
         "source": "github-api",
@@ -96,6 +107,7 @@ def test_events_map_to_the_events_schema(api: FakeServer) -> None:
         "github",
         None,
     )
+    assert pull["item_number"] == 4521
     assert rows["35471790317"]["payload_action"] == "opened"
     assert (rows["35471702266"]["payload_action"], rows["35471702266"]["org_login"]) == ("started", "nightscout")
     assert rows["35471655890"]["event_type"] == "CreateEvent"
@@ -120,22 +132,35 @@ def test_duplicate_events_across_pages_are_kept_once(api: FakeServer) -> None:
 
 @pytest.mark.parametrize(
     ("field", "message"),
-    [("id", r"GitHub event #1 of user octocat \(id=\?\): missing id"), ("created_at", "created_at is missing")],
+    [("id", "GitHub event #1 of user octocat (id=?): missing id"), ("created_at", "created_at is missing")],
 )
-def test_malformed_event_is_a_source_error(api: FakeServer, field: str, message: str) -> None:
+def test_malformed_event_is_rejected_alone(api: FakeServer, field: str, message: str) -> None:
     events = fixture("events_octocat.json", api.url)
     del events[1][field]
     api.pages(EVENTS_PATH, events)
-    with pytest.raises(SourceError, match=message) as caught:
-        github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url)
-    assert_token_hidden(caught.value)
+    batch = github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url)
+    assert batch.tables[EVENTS].num_rows == 6
+    (rejected,) = rejected_rows(batch.tables[EVENTS_REJECTS])
+    assert message in rejected["reason"] and json.loads(rejected["record"]) == events[1]
+    assert TOKEN not in rejected["reason"]
+    assert batch.failures == []  # the user was read: only one event is rejected
 
 
-def test_unknown_user_is_a_source_error(api: FakeServer) -> None:
-    with pytest.raises(SourceError, match="HTTP 404 reading the public events of user ghost") as caught:
-        github_source.fetch_user_events(TOKEN, ["ghost"], base_url=api.url)
-    assert not isinstance(caught.value, SourceUnavailableError)
-    assert_token_hidden(caught.value)
+def test_unknown_user_is_rejected_and_the_others_kept(api: FakeServer) -> None:
+    batch = github_source.fetch_user_events(TOKEN, ["ghost", "octocat"], base_url=api.url)
+    assert batch.tables[EVENTS].num_rows == 7
+    (rejected,) = rejected_rows(batch.tables[EVENTS_REJECTS])
+    assert rejected["record"] == '{"user": "ghost"}'
+    assert rejected["reason"] == (
+        f"GitHub answered HTTP 404 reading the public events of user ghost at {api.url}/users/ghost/events/public "
+        "(Not Found)"
+    )
+    assert github_source.all_failed(batch, 2) is None
+    alone = github_source.fetch_user_events(TOKEN, ["ghost"], base_url=api.url)
+    error = github_source.all_failed(alone, 1)
+    assert isinstance(error, SourceError) and not isinstance(error, SourceUnavailableError)
+    assert "HTTP 404 reading the public events of user ghost" in str(error)
+    assert_token_hidden(error)
 
 
 def test_rate_limited_events_say_when_the_limit_resets(api: FakeServer) -> None:
@@ -230,13 +255,17 @@ def test_stats_202_forever_gives_up_within_max_wait(api: FakeServer) -> None:
     api.reply("GET", CONTRIBUTORS, None, status=202)
     sleeps = Sleeps()
     started = time.monotonic()
-    with pytest.raises(SourceUnavailableError, match="still computing the contributors statistics") as caught:
-        github_source.fetch_repo_stats(TOKEN, [REPO], base_url=api.url, max_wait_s=10, sleep=sleeps)
+    batch = github_source.fetch_repo_stats(TOKEN, [REPO], base_url=api.url, max_wait_s=10, sleep=sleeps)
     assert sleeps == [1.0, 2.0, 4.0, 3.0]
     assert sum(sleeps) <= 10
     assert len(api.requests_to(CONTRIBUTORS)) == 5
     assert time.monotonic() - started < 5
-    assert_token_hidden(caught.value)
+    assert batch.tables[REPO_STATS].num_rows == 0
+    (rejected,) = rejected_rows(batch.tables[REPO_STATS_REJECTS])
+    assert "still computing the contributors statistics of octocat/Hello-World after waiting 10 s" in rejected["reason"]
+    error = github_source.all_failed(batch, 1)
+    assert isinstance(error, SourceUnavailableError)  # try again later
+    assert_token_hidden(error)
 
 
 def test_stats_server_errors_are_retried(api: FakeServer) -> None:
@@ -250,11 +279,14 @@ def test_stats_server_errors_are_retried(api: FakeServer) -> None:
     assert sleeps == [0.5, 1.0]
 
 
-def test_repo_server_errors_are_retried_by_pygithub(api: FakeServer) -> None:
+def test_repo_server_errors_are_retried(api: FakeServer) -> None:
     api.fail_then("GET", REPO_PATH, 2, (200, {}, fixture("repo_octocat_hello_world.json", api.url)))
-    batch = github_source.fetch_repo_stats(TOKEN, [REPO], base_url=api.url)
-    assert batch.row_counts() == {REPO_STATS: 1}
+    sleeps = Sleeps()
+    batch = github_source.fetch_repo_stats(TOKEN, [REPO], base_url=api.url, sleep=sleeps)
+    assert batch.row_counts() == {REPO_STATS: 1, REPO_STATS_REJECTS: 1}
+    assert tallies(batch.tables[REPO_STATS_REJECTS]) == ["tally: 1 repositories asked for: 1 read, 0 failed"]
     assert len(api.requests_to(REPO_PATH)) == 3
+    assert sleeps == [0.5, 1.0]
 
 
 @pytest.mark.parametrize(("path", "status"), [(REPO_PATH, 403), (REPO_PATH, 429), (CONTRIBUTORS, 403), (ACTIVITY, 429)])
@@ -282,9 +314,12 @@ def test_bad_token_is_a_source_error(api: FakeServer) -> None:
 
 def test_connection_refused_is_unavailable() -> None:
     url = f"http://127.0.0.1:{unused_port()}"
-    with pytest.raises(SourceUnavailableError, match="GitHub did not answer reading repository") as caught:
-        github_source.fetch_repo_stats(TOKEN, [REPO], base_url=url)
-    assert_token_hidden(caught.value)
+    batch = github_source.fetch_repo_stats(TOKEN, [REPO], base_url=url, sleep=Sleeps())
+    error = github_source.all_failed(batch, 1)
+    assert isinstance(error, SourceUnavailableError)
+    assert str(error).startswith(f"GitHub did not answer reading repository {REPO} at {url}/repos/{REPO}: ")
+    assert "ConnectionRefusedError" in str(error)
+    assert_token_hidden(error)
 
 
 @pytest.mark.parametrize(
@@ -297,3 +332,19 @@ def test_secondary_rate_limit_is_not_waited_out(api: FakeServer, status: int, me
         github_source.fetch_repo_stats(TOKEN, [REPO], base_url=api.url)
     assert len(api.requests_to(REPO_PATH)) == 1
     assert_token_hidden(caught.value)
+
+
+def test_an_object_instead_of_events_and_a_next_page_elsewhere_reject_the_user(api: FakeServer) -> None:
+    events = fixture("events_octocat.json", api.url)
+    api.reply("GET", EVENTS_PATH, {"message": "Moved", "documentation_url": "https://docs.github.com"})
+    batch = github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url)
+    (rejected,) = rejected_rows(batch.tables[EVENTS_REJECTS])
+    assert rejected["reason"].startswith("GitHub answered dict, not a list of events, reading the public events of")
+    elsewhere = {"Link": '<https://evil.example/users/octocat/events/public?page=2>; rel="next"'}
+    api.reply("GET", EVENTS_PATH, events[:2], headers=elsewhere)
+    batch = github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url)
+    assert batch.tables[EVENTS].num_rows == 2  # the first page is kept
+    (rejected,) = rejected_rows(batch.tables[EVENTS_REJECTS])
+    message = "next page of the public events of user octocat is on another host (https://evil.example/"
+    assert message in rejected["reason"]
+    assert len(api.requests) == 2  # the token did not follow the link

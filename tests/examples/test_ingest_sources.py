@@ -10,11 +10,15 @@ from click.testing import CliRunner
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.cli import cli
+from tests.examples.rejects import rejected_rows
 from tests.examples.test_nightscout_source import ENDPOINT, FIXTURE, nightscout_api, synthetic
 from tests.fakes.http import FakeServer
 
 GLUCOSE = "raw.glucose_entries"
+REJECTS = "raw.glucose_entries__rejects"
 RAW = {GLUCOSE, "raw.github_user_events", "raw.github_repo_stats"}
+RAW |= {f"{table}__rejects" for table in RAW}
+NO_ROWS = dict.fromkeys(RAW - {GLUCOSE}, 0)
 
 pytestmark = pytest.mark.usefixtures("glucose_project")
 
@@ -40,7 +44,7 @@ def test_ingest_from_nightscout_api_with_secret():
     payload = json.loads(result.stdout)
     assert payload["sources"] == ["nightscout"]
     # The example's sources return every raw table, empty when they have no rows for it.
-    assert payload["rows"] == {GLUCOSE: 300, "raw.github_repo_stats": 0, "raw.github_user_events": 0}
+    assert payload["rows"] == {**NO_ROWS, GLUCOSE: 300, REJECTS: 1}  # the read's tally row
     assert again.exit_code == 0
     ids = glucose_ids("pipeline/run-1")
     assert len(ids) == len(set(ids)) == 300
@@ -53,22 +57,42 @@ def test_ingest_from_export_file_given_as_an_option():
     assert result.exit_code == 0, result.stderr
     expected = [e["_id"] for e in json.loads(FIXTURE.read_text()) if e.get("type") == "sgv"]
     assert json.loads(result.stdout)["rows"][GLUCOSE] == len(expected) == 8
+    assert json.loads(result.stdout)["rows"][REJECTS] == 1  # the tally row
     assert sorted(glucose_ids("pipeline/run-2")) == sorted(expected)
     sources = open_catalog().tables("pipeline/run-2").load_table(GLUCOSE).scan().to_arrow()["source"]
     assert set(sources.to_pylist()) == {"nightscout-export"}
 
 
-def test_malformed_payload_writes_nothing(tmp_path):
+def test_a_malformed_record_is_rejected_and_the_rest_lands(tmp_path):
     bad = tmp_path / "export.json"
     entries = synthetic(10, datetime.now(UTC))
     entries[4]["sgv"] = "high"
     bad.write_text(json.dumps(entries))
     assert cascade("branch", "--run-id", "3").exit_code == 0
-    head = open_catalog().get_ref("pipeline/run-3").hash
-    result = cascade("ingest", "--run-id", "3", "--source", "nightscout", "--option", f"file={bad}")
+    result = cascade("ingest", "--run-id", "3", "--source", "nightscout", "--option", f"file={bad}", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == {**NO_ROWS, GLUCOSE: 9, REJECTS: 1 + 1}  # with the tally
+    assert sorted(glucose_ids("pipeline/run-3")) == sorted(e["_id"] for i, e in enumerate(entries) if i != 4)
+    (rejected,) = rejected_rows(open_catalog().tables("pipeline/run-3").load_table(REJECTS).scan().to_arrow())
+    assert rejected["reason"] == f"export.json entry #4 (_id='{entries[4]['_id']}'): sgv is not a number: 'high'"
+    assert json.loads(rejected["record"]) == entries[4]
+    again = cascade("ingest", "--run-id", "3", "--source", "nightscout", "--option", f"file={bad}", "--json")
+    assert again.exit_code == 0
+    rejects = open_catalog().tables("pipeline/run-3").load_table(REJECTS).scan().to_arrow()
+    assert len(rejected_rows(rejects)) == 1  # upserted on (source, record): a rerun does not count it twice
+    assert rejects.num_rows == 1 + 2  # and a tally row per read
+
+
+def test_a_file_that_cannot_be_read_writes_nothing(tmp_path):
+    bad = tmp_path / "export.json"
+    bad.write_text(json.dumps(synthetic(10, datetime.now(UTC)))[:-40])  # cut mid-record
+    assert cascade("branch", "--run-id", "3b").exit_code == 0
+    head = open_catalog().get_ref("pipeline/run-3b").hash
+    result = cascade("ingest", "--run-id", "3b", "--source", "nightscout", "--option", f"file={bad}")
     assert result.exit_code == 2
-    assert "#4" in result.stderr and "sgv" in result.stderr
-    assert open_catalog().get_ref("pipeline/run-3").hash == head
+    assert f"Nightscout export {bad} is not valid JSON at line 1" in result.stderr
+    assert "(entry #9)" in result.stderr and "Traceback" not in result.stderr
+    assert open_catalog().get_ref("pipeline/run-3b").hash == head
 
 
 def test_missing_nightscout_url_is_a_config_error():

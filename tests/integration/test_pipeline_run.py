@@ -83,12 +83,15 @@ def test_marts_compute_what_the_readings_say():
     values = [r["glucose_mg_dl"] for r in readings if r["reading_date"] == day["reading_date"]]
     in_range = 100 * sum(70 <= v <= 180 for v in values) / len(values)
     mean = sum(values) / len(values)
-    assert day["time_in_range_pct"] == pytest.approx(in_range, abs=0.05)
-    assert day["avg_glucose_mg_dl"] == pytest.approx(mean, abs=0.05)
-    assert day["estimated_a1c_pct"] == pytest.approx((mean + 46.7) / 28.7, abs=0.005)
-    assert day["time_in_range_pct"] + day["time_below_range_pct"] + day["time_above_range_pct"] == pytest.approx(
-        100, abs=0.2
-    )
+    assert day["time_in_range_pct"] == pytest.approx(in_range, rel=1e-12)  # stored unrounded
+    assert day["avg_glucose_mg_dl"] == pytest.approx(mean, rel=1e-12)
+    assert (day["reading_interval_min"], day["data_completeness_pct"]) == (5, 100)  # 288 readings, 5 min apart
+    bands = ("very_low", "low", "in_range", "high", "very_high")
+    assert sum(day[f"time_{band}_pct"] for band in bands) == pytest.approx(100, rel=1e-12)
+    assert day["time_below_range_pct"] == pytest.approx(day["time_very_low_pct"] + day["time_low_pct"], rel=1e-12)
+    # 48 hours hold less than 70 % of a 14-day window: GMI and eA1c stay empty rather than a day's guess.
+    assert day["gmi_window_days"] == 14 and day["gmi_window_completeness_pct"] < 70
+    assert day["gmi_pct"] is None and day["estimated_a1c_pct"] is None
 
 
 def test_ingesting_twice_adds_no_duplicates(settings):
@@ -107,8 +110,8 @@ def test_ingesting_twice_adds_no_duplicates(settings):
 
 DEFECT_CHECKS = {
     "duplicate_ids": {("pandera", "entry_id:unique"), ("dbt", "unique:entry_id")},
+    # 700 and 900 mg/dL: too high. A value below 39 is an error code, which never reaches the mart.
     "out_of_range_glucose": {
-        ("pandera", "glucose_mg_dl:greater_than_or_equal_to"),
         ("pandera", "glucose_mg_dl:less_than_or_equal_to"),
         ("dbt", "value_between:glucose_mg_dl"),
     },
@@ -134,6 +137,26 @@ def test_defective_run_is_blocked_and_main_unchanged(defect):
     assert open_catalog().get_ref("main").hash == main
 
 
+def test_error_codes_are_counted_not_averaged():
+    result = cascade("run", "--run-id", "910", "-o", "defects=error_codes", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["outcome"] == "promoted"
+    daily = rows("main", "marts.fct_daily_glucose_metrics").to_pylist()
+    assert sum(day["error_code_count"] for day in daily) == 6
+    assert sum(day["reading_count"] for day in daily) == 576 - 6
+    assert min(rows("main", "marts.fct_glucose_readings")["glucose_mg_dl"].to_pylist()) >= 39
+    assert rows("main", GLUCOSE).num_rows == 576  # raw keeps them
+
+
+def test_rejected_records_over_the_share_block():
+    result = cascade("run", "--run-id", "911", "-o", "defects=rejected_records", "--json")
+    assert result.exit_code == 1, result.stderr
+    run = json.loads(result.stdout)
+    checks = [c for g in run["verdict"]["gates"] for c in g["checks"]]
+    failing = {c["name"] for c in checks if not c["passed"] and c["severity"] == "error"}
+    assert failing == {"glucose_rejects_share"}  # 58 of 576 records: over 5 %
+
+
 def test_warnings_do_not_block():
     result = cascade("run", "--run-id", "905", "--option", "defects=unknown_event_types", "--json")
     assert result.exit_code == 0, result.stderr
@@ -148,7 +171,7 @@ def test_dbt_results_must_match_the_head(settings):
     ingest(settings, catalog, "906")
     built = transform(settings, catalog, "906")
     assert sorted(built.rows) == list(MART_NAMES)  # the staging models are ephemeral: only the marts are tables
-    assert built.tests == {"pass": 20}
+    assert built.tests == {"pass": 29}
     ingest(settings, catalog, "906", now=datetime.now(UTC) + timedelta(hours=1))  # data changed after dbt
     verdict = validate(settings, catalog, "906")
     dbt = next(g for g in verdict.gates if g.gate == "dbt")

@@ -98,7 +98,8 @@ def fetch_user_events(
                     break
                 data, headers = client.get(url, what)
                 if not isinstance(data, list):
-                    raise GitHubFailure(f"GitHub answered {_kind(data)}, not a list of events, reading {what} at {url}")
+                    answer = f"GitHub answered {_kind(data)}, not a list of events"
+                    raise GitHubFailure(f"{answer}, reading {what} at {safe_url(url)}")
                 for raw in data:
                     label = f"GitHub event #{index} of user {login}"
                     index += 1
@@ -110,11 +111,15 @@ def fetch_user_events(
                     if (since and row["created_at"] < since) or (until and row["created_at"] >= until):
                         continue  # outside the ingest window
                     rows.setdefault(row["event_id"], row)  # the feed shifts while paging: keep the first copy
-                url = _next_link(headers)
+                url = client.next_page(headers, what)
         except GitHubFailure as e:
             rejected.append((json.dumps({"user": login}), str(e)))
             failures.append(e)
-    tables = {EVENTS: _table(EVENTS, list(rows.values())), EVENTS_REJECTS: rejects_table(SOURCE, rejected)}
+    tally = (
+        f"{len(logins)} users asked for: {len(logins) - len(failures)} read, {len(failures)} failed; "
+        f"{len(rows)} events kept, {len(rejected) - len(failures)} rejected"
+    )
+    tables = {EVENTS: _table(EVENTS, list(rows.values())), EVENTS_REJECTS: rejects_table(SOURCE, rejected, tally)}
     return RawBatch(tables, failures)
 
 
@@ -150,7 +155,8 @@ def fetch_repo_stats(
         except GitHubFailure as e:
             rejected.append((json.dumps({"repo": name}), str(e)))
             failures.append(e)
-    tables = {REPO_STATS: _table(REPO_STATS, rows), REPO_STATS_REJECTS: rejects_table(SOURCE, rejected)}
+    tally = f"{len(names)} repositories asked for: {len(rows)} read, {len(failures)} failed"
+    tables = {REPO_STATS: _table(REPO_STATS, rows), REPO_STATS_REJECTS: rejects_table(SOURCE, rejected, tally)}
     return RawBatch(tables, failures)
 
 
@@ -159,7 +165,7 @@ def all_failed(batch: RawBatch, asked: int) -> SourceError | None:
     if not asked or len(batch.failures) < asked:
         return None
     first = batch.failures[0]
-    more = f" (and {asked - 1} more failed; see the rejects)" if asked > 1 else ""
+    more = f"; all {asked} users and repositories asked for failed" if asked > 1 else ""
     unavailable = all(isinstance(failure, SourceUnavailableError) for failure in batch.failures)
     return (SourceUnavailableError if unavailable else SourceError)(f"{first}{more}")
 
@@ -201,7 +207,8 @@ class _Client:
             with exc:
                 return exc.code, _lower(exc.headers or {}), exc.read(), ""
         except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, DNS, timeout, cut body
-            return 0, {}, b"", f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            return 0, {}, b"", f"{type(reason).__name__}: {reason}"
 
     def answer(self, url: str, what: str) -> tuple[int, dict[str, str], bytes]:
         """The first answer that is not a 5xx or a connection fault, after up to TRIES tries."""
@@ -221,6 +228,17 @@ class _Client:
         if status in (200, 204):
             return self._json(url, what, headers, body), headers
         raise self._failure(url, what, status, headers, body)
+
+    def next_page(self, headers: Mapping[str, str], what: str) -> str | None:
+        """The `Link: rel="next"` URL, if the answer has one; one on another host is refused (the token stays)."""
+        found = _NEXT.search(headers.get("link", ""))
+        if not found:
+            return None
+        url = found.group(1)
+        here, there = urllib.parse.urlsplit(self.base), urllib.parse.urlsplit(url)
+        if (here.scheme, here.netloc) != (there.scheme, there.netloc):
+            raise GitHubFailure(f"GitHub's next page of {what} is on another host ({safe_url(url)}); not followed")
+        return url
 
     def stats(self, repo: str, kind: str, max_wait_s: float) -> list[Any]:
         """`GET /repos/{repo}/stats/{kind}`, waiting out 202 with exponential backoff up to `max_wait_s`."""
@@ -264,8 +282,8 @@ class _Client:
                 f"GitHub answered text that is not UTF-8 reading {what} at {safe_url(url)}: {e}"
             ) from None
         except json.JSONDecodeError as e:
-            where = f"{e.msg} at line {e.lineno} column {e.colno} of {len(body)} bytes"
-            raise GitHubFailure(f"GitHub answered invalid JSON reading {what} at {safe_url(url)} ({where})") from None
+            where = f"{e.msg}, line {e.lineno} column {e.colno} of a {len(body)}-byte body"
+            raise GitHubFailure(f"GitHub answered invalid JSON reading {what} at {safe_url(url)}: {where}") from None
 
     def _failure(self, url: str, what: str, status: int, headers: dict[str, str], body: bytes) -> SourceError:
         """The error for an HTTP error answer; rate limits say when to come back."""
@@ -315,11 +333,6 @@ def _reset_time(value: str) -> str:
     except (OverflowError, OSError, ValueError):
         return f"an unknown time (reset header {value!r})"
     return f"{at:%Y-%m-%dT%H:%M:%SZ} (in {max(0, round(stamp - time.time()))} s)"
-
-
-def _next_link(headers: Mapping[str, str]) -> str | None:
-    found = _NEXT.search(headers.get("link", ""))
-    return found.group(1) if found else None
 
 
 def _mask(token: str | None) -> None:

@@ -85,9 +85,11 @@ class Entries:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     skipped: int = 0
+    read: int = 0
 
     def add(self, entry: Any, where: str, text: str | None = None) -> None:
         """Read one record: a reading, a skipped record (mbg, cal, ...) or a rejected one."""
+        self.read += 1
         try:
             row = _row(entry, self.zone)
         except Rejected as why:
@@ -100,7 +102,16 @@ class Entries:
         self.rows[row["entry_id"]] = row
 
     def reject(self, text: str, reason: str) -> None:
+        self.read += 1
         self.rejected.append((text, reason))
+
+    def tally(self) -> str:
+        """What became of the records read (the rejects table's tally row)."""
+        repeats = self.read - self.skipped - len(self.rejected) - len(self.rows)
+        return (
+            f"{self.read} records read: {len(self.rows)} readings, {len(self.rejected)} rejected, "
+            f"{self.skipped} skipped (not sgv), {repeats} repeats"
+        )
 
     def batch(self, source: str) -> RawBatch:
         """`raw.glucose_entries` (ordered by time) and `raw.glucose_entries__rejects`."""
@@ -116,7 +127,7 @@ class Entries:
         data["ingested_at"] = pa.nulls(len(rows), column["ingested_at"])
         data["source"] = pa.array([source] * len(rows), pa.string())
         table = pa.table([data[f.name] for f in schema], schema=schema)
-        return RawBatch({GLUCOSE: table, GLUCOSE_REJECTS: rejects_table(source, self.rejected)})
+        return RawBatch({GLUCOSE: table, GLUCOSE_REJECTS: rejects_table(source, self.rejected, self.tally())})
 
 
 def site_zone(name: Any) -> tzinfo | None:
@@ -280,22 +291,35 @@ def _looks_like_entry(data: dict[str, Any]) -> bool:
     return any(key in data for key in ("sgv", "date", "dateString", "type", "_id"))
 
 
+_LINES_AT_ONCE = 2000
+
+
 def _json_lines(path: Path, text: str) -> Iterator[tuple[str, Any, str | None]]:
     """One JSON document per line (mongoexport's format); a line that does not parse is rejected alone."""
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     parsed = 0
     first_error = ""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for start in range(0, len(numbered), _LINES_AT_ONCE):
+        chunk = numbered[start : start + _LINES_AT_ONCE]
+        try:  # the chunk's lines as one array (C speed); a chunk with a line that is not one document: line by line
+            records = json.loads("[" + ",".join(line for _number, line in chunk) + "]")
+        except json.JSONDecodeError:
+            records = None
+        if records is not None and len(records) == len(chunk):
+            parsed += len(chunk)
+            for (number, line), record in zip(chunk, records, strict=True):
+                yield f"{path.name} line {number}", record, line
             continue
-        where = f"{path.name} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            first_error = first_error or f"line {number}: {e.msg} at column {e.colno}"
-            yield where, Rejected(f"not valid JSON ({e.msg} at column {e.colno})"), line
-            continue
-        parsed += 1
-        yield where, record, line
+        for number, line in chunk:
+            where = f"{path.name} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                first_error = first_error or f"line {number}: {e.msg} at column {e.colno}"
+                yield where, Rejected(f"not valid JSON ({e.msg} at column {e.colno})"), line
+                continue
+            parsed += 1
+            yield where, record, line
     if not parsed:
         raise SourceError(
             f"Nightscout export {path} is neither JSON nor JSON lines ({first_error}): "
@@ -350,13 +374,13 @@ def _as_text(record: Any) -> str:
 
 def _label(entry: Any, where: str) -> str:
     plain = _plain_id(entry.get("_id")) or _plain_id(entry.get("identifier")) if isinstance(entry, dict) else None
-    return f"{where} (_id={_printable(plain)!r})" if plain else f"{where} (no _id)"
+    return f"{where} (_id={_shown(plain)})" if plain else f"{where} (no _id)"
 
 
-def _printable(text: str) -> str:
-    """Text fit for a one-line message: control characters escaped, at most 80 characters."""
-    cleaned = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
-    return cleaned if len(cleaned) <= 80 else cleaned[:77] + "..."
+def _shown(value: Any) -> str:
+    """A value for a one-line message: its repr (control characters escaped), at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _plain_id(value: Any) -> str | None:
@@ -368,6 +392,8 @@ def _plain_id(value: Any) -> str | None:
 
 def _encodable(text: str) -> bool:
     """False for text UTF-8 cannot carry (lone surrogates, which JSON allows)."""
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -392,7 +418,13 @@ def _unwrapped(value: Any) -> Any:
 
 def _number(value: Any) -> float | None:
     """A finite number from a number or numeric text (not a bool); None if it is neither."""
-    value = _unwrapped(value)
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        value = _unwrapped(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -439,13 +471,11 @@ def _paging_date(entry: Any) -> int | None:
     return int(number) if number is not None and abs(number) < _MAX_MS else None
 
 
-def _shown(value: Any) -> str:
-    return _printable(repr(value))
-
-
 def _whole(entry: dict[str, Any], key: str, *, required: bool = False) -> int | None:
     """A whole number (a number or numeric text) that fits 32 bits."""
     value = entry.get(key)
+    if type(value) is int and -_INT32 <= value < _INT32:
+        return value
     if value is None:
         if required:
             raise Rejected(f"missing {key}")
@@ -462,9 +492,11 @@ def _whole(entry: dict[str, Any], key: str, *, required: bool = False) -> int | 
 
 def _text(entry: dict[str, Any], key: str) -> str | None:
     value = entry.get(key)
-    if value is not None and not isinstance(value, str):
+    if value is None or (type(value) is str and value.isascii()):
+        return value
+    if not isinstance(value, str):
         raise Rejected(f"{key} is not text: {_shown(value)}")
-    if value is not None and not _encodable(value):
+    if not _encodable(value):
         raise Rejected(f"{key} is not valid Unicode text: {_shown(value)}")
     return value
 
@@ -492,26 +524,33 @@ def _own_offset(entry: dict[str, Any], utc_offset: int | None) -> int | None:
 def _site_offset(zone: tzinfo | None, date_ms: int, own: int | None) -> int:
     if zone is None:
         return own or 0
-    return _zone_offset(zone, date_ms // 60_000)
+    return _zone_offset(zone, date_ms)
 
 
-_OFFSETS: dict[tuple[tzinfo, int], int] = {}
+_HOUR_MS = 3_600_000
+_OFFSETS: dict[tuple[tzinfo, int], int | None] = {}
 
 
-def _zone_offset(zone: tzinfo, minute: int) -> int:
-    """The zone's offset in minutes at a minute since 1970 (cached: zones change offset on whole minutes)."""
-    key = (zone, minute)
-    found = _OFFSETS.get(key)
-    if found is None:
-        try:
-            moment = _EPOCH + timedelta(minutes=minute)
-            found = int(moment.astimezone(zone).utcoffset() // timedelta(minutes=1))  # type: ignore[operator]
-        except (OverflowError, ValueError):
-            found = 0
+def _offset_at(zone: tzinfo, ms: int) -> int:
+    try:
+        moment = _EPOCH + timedelta(milliseconds=ms)
+        return int(moment.astimezone(zone).utcoffset() // timedelta(minutes=1))  # type: ignore[operator]
+    except (OverflowError, ValueError):
+        return 0
+
+
+def _zone_offset(zone: tzinfo, ms: int) -> int:
+    """The zone's offset in minutes at `ms` since 1970, cached per hour (computed per reading in an hour
+    where the offset changes)."""
+    hour = ms // _HOUR_MS
+    key = (zone, hour)
+    if key not in _OFFSETS:
+        start, end = _offset_at(zone, hour * _HOUR_MS), _offset_at(zone, (hour + 1) * _HOUR_MS - 1)
         if len(_OFFSETS) > 1_000_000:
             _OFFSETS.clear()
-        _OFFSETS[key] = found
-    return found
+        _OFFSETS[key] = start if start == end else None
+    found = _OFFSETS[key]
+    return found if found is not None else _offset_at(zone, ms)
 
 
 def _row(entry: Any, zone: tzinfo | None) -> dict[str, Any] | None:

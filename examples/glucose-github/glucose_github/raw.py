@@ -78,7 +78,7 @@ def schemas() -> dict[str, pa.Schema]:
     (minutes east of UTC) its local day and hour are computed in: the source's `timezone` option, else
     the entry's own offset (`utcOffset`, else the one in `dateString`), else 0. `is_valid` is false for
     a record Nightscout marks deleted (API v3's `isValid`). A rejects table has one row per record that
-    could not be read: the source, the record as text, and why.
+    could not be read: the source, the record as text, and why; and one tally row per read (no record).
     """
     import pyarrow as pa
 
@@ -158,11 +158,18 @@ def schemas() -> dict[str, pa.Schema]:
     }
 
 
-def rejects_table(source: str, rejected: list[tuple[str, str]]) -> pa.Table:
-    """A rejects table of (record text, reason) pairs from `source`, each record once (the last reason kept)."""
+TALLY = "tally: "  # the reason of a read's tally row (its record is empty)
+
+
+def rejects_table(source: str, rejected: list[tuple[str, str]], tally: str) -> pa.Table:
+    """A rejects table: the (record text, reason) pairs from `source`, each record once (the last reason
+    kept), and one tally row of the read (record empty, reason `tally: ...`: what was read and what became
+    of it). The tally makes every read visible in the table, rejects or not, and keeps the table changing
+    with each ingest as the raw tables do."""
     import pyarrow as pa
 
-    unique = dict(rejected)
+    unique: dict[str | None, str] = dict(rejected)
+    unique[None] = TALLY + tally
     schema = schemas()[GLUCOSE_REJECTS]
     return pa.table(
         {

@@ -18,9 +18,11 @@ from glucose_github.raw import (
     DIRECTIONS,
     EVENT_TYPES,
     EVENTS,
+    EVENTS_REJECTS,
     GLUCOSE,
     GLUCOSE_REJECTS,
     REPO_STATS,
+    REPO_STATS_REJECTS,
     RawBatch,
     rejects_table,
     schemas,
@@ -307,6 +309,12 @@ def generate(
             GLUCOSE: table(GLUCOSE, glucose),
             EVENTS: table(EVENTS, events),
             REPO_STATS: table(REPO_STATS, stats),
-            GLUCOSE_REJECTS: rejects_table("sample", rejected),
+            GLUCOSE_REJECTS: rejects_table(
+                "sample",
+                rejected,
+                f"{len(glucose) + len(rejected)} records read: {len(glucose)} readings, {len(rejected)} rejected",
+            ),
+            EVENTS_REJECTS: rejects_table("sample", [], f"{len(events)} events generated"),
+            REPO_STATS_REJECTS: rejects_table("sample", [], f"{len(stats)} repositories generated"),
         }
     )

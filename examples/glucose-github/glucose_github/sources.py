@@ -33,20 +33,21 @@ def _hours(ctx: SourceContext) -> float:
 
 
 def _files(ctx: SourceContext, value: Any) -> list[Path]:
-    """Option `file`: one or more paths, comma-separated, each a path or a glob (relative to the project)."""
+    """Option `file`: one or more paths, comma-separated, each a path or a glob; a relative one is taken from
+    the working directory, else from the project's folder (where cascade.toml is)."""
     from cascade_ci.errors import ConfigError
 
     found: list[Path] = []
     for name in _names(value):
         path = Path(name).expanduser()
-        path = path if path.is_absolute() else Path(ctx.root) / path
+        bases = [path] if path.is_absolute() else [path, Path(ctx.root) / path]
         if glob.has_magic(name):
-            matched = sorted(Path(hit) for hit in glob.glob(str(path)))
+            matched = next((sorted(map(Path, hits)) for base in bases if (hits := glob.glob(str(base)))), [])
             if not matched:
                 raise ConfigError(f"option file: no file matches {name!r}")
             found += matched
         else:
-            found.append(path)
+            found.append(next((base for base in bases if base.exists()), path))
     return list(dict.fromkeys(found))
 
 

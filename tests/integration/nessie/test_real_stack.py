@@ -32,7 +32,7 @@ def test_run_promotes_through_trino(nessie_backend):
     assert result.exit_code == 0, result.stderr
     run = json.loads(result.stdout)
     assert run["outcome"] == "promoted", run
-    assert run["dbt_tests"] == {"pass": 20}
+    assert run["dbt_tests"] == {"pass": 29}
     settings = load_settings()
     catalog = open_catalog(settings)
     engine = TrinoEngine(settings, catalog)

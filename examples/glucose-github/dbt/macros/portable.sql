@@ -25,3 +25,8 @@
     else round({{ value }})
   end
 {%- endmacro %}
+
+{# `value`, at most 100; NULL stays NULL (DuckDB's least() would skip it and answer 100). #}
+{% macro capped_at_100(value) -%}
+  case when {{ value }} > 100 then 100 else {{ value }} end
+{%- endmacro %}

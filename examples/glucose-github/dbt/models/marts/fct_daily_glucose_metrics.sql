@@ -101,7 +101,7 @@ measured as (
         daily.high,
         daily.very_high,
         intervals.interval_min,
-        least(100, 100 * cast(daily.reading_count as double) * intervals.interval_min / 1440) as completeness
+        {{ capped_at_100('100 * cast(daily.reading_count as double) * intervals.interval_min / 1440') }} as completeness
     from days
     left join daily on daily.reading_date = days.reading_date
     left join errors on errors.reading_date = days.reading_date
