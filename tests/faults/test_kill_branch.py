@@ -23,7 +23,13 @@ BRANCH = f"pipeline/run-{RUN}"
 
 # create_ref 1: the scratch branch; commit_meta 1: the marker on it; create_ref 2: the run's branch; delete_ref 1:
 # the scratch branch dropped.
-KILLS = ["create_ref:1:after", "commit_meta:1:after", "create_ref:2:before", "create_ref:2:after", "delete_ref:1:before"]
+KILLS = [
+    "create_ref:1:after",
+    "commit_meta:1:after",
+    "create_ref:2:before",
+    "create_ref:2:after",
+    "delete_ref:1:before",
+]
 
 
 @pytest.fixture
