@@ -9,7 +9,8 @@ never matches (as SQL's UNIQUE).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import DataScan, FileScanTask, Table
 
 ROWS_PER_PROBE = 4_000_000  # old key rows read and matched at once: bounds the memory of a lookup
+READERS = 4  # data files read at once
 Bounds = list[tuple[int, "pa.Scalar", "pa.Scalar"]]  # (column index, lowest, highest)
 
 
@@ -28,7 +30,10 @@ class Keys:
     def __init__(self, rows: pa.Table) -> None:
         self.rows = rows.drop_null()
         self.names = tuple(rows.column_names)
-        self.bounds = _bounds(self.rows)
+
+    @functools.cached_property
+    def bounds(self) -> Bounds:
+        return _bounds(self.rows)
 
     def range_filter(self, names: tuple[str, ...] | None = None) -> BooleanExpression:
         """Each key column (named as in `names`, else as in the keys) within its range.
@@ -48,7 +53,8 @@ class Keys:
         """For each of `rows`, whether its key (its columns named as the keys') is one of these keys.
 
         Only the rows within the keys' range are looked up, among only the keys within those rows' range
-        (hashing is what costs); the keys are cast to the types of `rows`' columns.
+        (hashing is what costs); the keys are cast to the types of `rows`' columns. When those rows and
+        keys are the same, in the same order (a window read again as it was stored), nothing is hashed.
         """
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -60,7 +66,9 @@ class Keys:
             return inside
         wanted = self.rows.cast(probe.schema)
         wanted = wanted.filter(_within(wanted, _bounds(probe)))
-        if len(self.names) == 1:
+        if probe.num_rows == wanted.num_rows and probe.equals(wanted):
+            found = pa.repeat(True, probe.num_rows)
+        elif len(self.names) == 1:
             found = pc.is_in(probe.column(0), value_set=_array(wanted.column(0)))
         else:
             numbered = probe.append_column("__row", pa.arange(0, probe.num_rows))
@@ -88,7 +96,7 @@ def _bounds(keys: pa.Table) -> Bounds:
 
 
 def _within(table: pa.Table, bounds: Bounds) -> pa.Array:
-    """Which rows of `table` lie within `bounds` on every column they bound (none when a table had no rows)."""
+    """Which rows of `table` lie within `bounds` on every column they bound (a null is not within)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -103,53 +111,58 @@ def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if hasattr(values, "combine_chunks") else values
 
 
-def old_key_scan(table: Table, snapshot_id: int, new_keys: pa.Table | Keys, names: tuple[str, ...]) -> DataScan:
-    """A scan of a snapshot's key columns within the range of the new keys.
+def old_key_scan(table: Table, snapshot_id: int | None, new_keys: pa.Table | Keys, names: tuple[str, ...]) -> DataScan:
+    """A scan of a snapshot's key columns (the current one's by default) within the range of the new keys.
 
     Iceberg prunes every data file whose bounds for a key column miss its range before reading it.
-    pyiceberg binds a row filter to the table's current schema and the selected fields to the snapshot's:
-    the filter names the columns as `new_keys` do, the selection as `names` (the snapshot's names) do.
+    pyiceberg binds a row filter to the table's current schema and the selected fields to the snapshot's
+    (the current schema for the current snapshot): the filter names the columns as `new_keys` do, the
+    selection as `names` do.
     """
     keys = new_keys if isinstance(new_keys, Keys) else Keys(new_keys)
+    if snapshot_id is None:
+        return table.scan(selected_fields=names, row_filter=keys.range_filter())
     return table.scan(snapshot_id=snapshot_id, selected_fields=names, row_filter=keys.range_filter())
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A data file holding some of the keys, and which of its rows (in scan order) do."""
+    """A data file holding some of the keys: its key columns as read, and which of its rows (in scan order) do."""
 
     task: FileScanTask
+    keys: pa.Table
     rows: pa.Array
 
 
-def files_holding(table: Table, keys: Keys, skip: Collection[str] = ()) -> list[Hit]:
+def files_holding(table: Table, keys: Keys, skip: Collection[str] = ()) -> Iterator[Hit]:
     """The current snapshot's data files (but those in `skip`) holding a row with one of `keys`.
 
-    Reads the key columns of the files whose bounds overlap the keys' range, a few million rows at a time.
+    Reads the key columns of the files whose bounds overlap the keys' range, a few million rows at a time
+    (the hits of one run are yielded before the next is read).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.io.pyarrow import ArrowScan
-    from pyiceberg.utils.concurrent import ExecutorFactory
 
-    snapshot = table.current_snapshot()
-    if snapshot is None or keys.rows.num_rows == 0:
-        return []
-    scan = old_key_scan(table, snapshot.snapshot_id, keys, keys.names)
+    if table.current_snapshot() is None or keys.rows.num_rows == 0:
+        return
+    scan = old_key_scan(table, None, keys, keys.names)
     tasks = [task for task in scan.plan_files() if task.file.file_path not in skip]
     reader = ArrowScan(table.metadata, table.io, scan.projection(), AlwaysTrue())
-    hits = []
     for group in _groups(tasks):
-        old = list(ExecutorFactory.get_or_create().map(lambda task: reader.to_table([task]), group))
+        # Not on pyiceberg's executor: each read submits its own work to it, and would wait for itself.
+        with ThreadPoolExecutor(READERS) as readers:
+            old = list(readers.map(lambda task: reader.to_table([task]), group))
         matched = keys.mask(pa.concat_tables(old, promote_options="permissive"))
         start = 0
         for task, rows in zip(group, old, strict=True):
             mask = matched.slice(start, rows.num_rows)
             start += rows.num_rows
             if pc.any(mask).as_py():
-                hits.append(Hit(task, mask))
-    return hits
+                yield Hit(task, rows, mask)
 
 
 def _groups(tasks: list[FileScanTask]) -> list[list[FileScanTask]]:

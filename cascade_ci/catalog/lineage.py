@@ -66,17 +66,21 @@ def read_added_rows(table: Table, base_snapshot_id: int | None, columns: tuple[s
     return ArrowScan(table.metadata, table.io, projected, AlwaysTrue()).to_table(tasks)
 
 
-def appended_files(table: Table, base_snapshot_id: int | None) -> set[str]:
-    """The data files that `append` snapshots since `base_snapshot_id` added (read from their own manifests)."""
+def added_files(table: Table, since: Snapshot | None) -> set[str]:
+    """The data files that manifests new to the current snapshot (not in `since`'s) list as added.
+
+    Reads only those manifests, and needs no snapshot lineage: Nessie keeps a table's current snapshot only.
+    """
     from pyiceberg.manifest import ManifestEntryStatus
 
-    lineage = lineage_since(table, base_snapshot_id)
-    appends = [s for s in lineage.snapshots if s.summary and s.summary.operation.value == "append"] if lineage else []
+    current = table.current_snapshot()
+    if current is None:
+        return set()
+    old = {manifest.manifest_path for manifest in since.manifests(table.io)} if since else set()
     return {
         entry.data_file.file_path
-        for snapshot in appends
-        for manifest in snapshot.manifests(table.io)
-        if manifest.added_snapshot_id == snapshot.snapshot_id
+        for manifest in current.manifests(table.io)
+        if manifest.manifest_path not in old
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-        if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id
+        if entry.status == ManifestEntryStatus.ADDED
     }

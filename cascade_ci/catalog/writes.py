@@ -24,20 +24,19 @@ from __future__ import annotations
 import functools
 import itertools
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from cascade_ci.catalog.keys import Keys, files_holding
-from cascade_ci.catalog.lineage import appended_files
+from cascade_ci.catalog.lineage import added_files
 from cascade_ci.errors import ServiceUnavailableError, safe_url
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table, Transaction
-
-    from cascade_ci.catalog.keys import Hit
 
     Rows = pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch]
 
@@ -82,8 +81,8 @@ def upsert(tables: Catalog, name: str, rows: Rows, keys: tuple[str, ...], chunk_
     """Replace the table's rows whose natural key is among `rows`' and append `rows`; the number of rows written.
 
     One Iceberg commit per table or chunk: an append snapshot of the rows and, when some of their keys
-    were there, an overwrite snapshot replacing the files that held them. The files are looked up while
-    the rows are written.
+    were there, an overwrite snapshot replacing the files that held them by copies without those rows.
+    The files are looked up and copied in another thread while the rows are written.
     """
     import pyarrow as pa
 
@@ -95,16 +94,29 @@ def upsert(tables: Catalog, name: str, rows: Rows, keys: tuple[str, ...], chunk_
 
         incoming = Keys(chunk.select(list(keys)))
         start = table.current_snapshot()
+        rewritten: set[str] = set()
         with ThreadPoolExecutor(1) as background, table.transaction() as tx:
-            lookup = background.submit(files_holding, table, incoming, appended)
+            copies = background.submit(_copies_without, _private_copy(table), incoming, appended) if start else None
             tx.append(chunk)
-            hits = lookup.result()
-            if hits:
-                _rewrite_without(tx, table, hits, incoming.range_filter())
+            replaced = copies.result() if copies else []
+            if replaced:
+                rewritten = _stage_rewrite(tx, replaced, incoming.range_filter())
         if streamed:
-            appended.update(appended_files(table, start.snapshot_id if start else None))
+            appended.update(added_files(table, start) - rewritten)
 
     return _write_rows(tables, name, rows, chunk_bytes, upsert_chunk)
+
+
+def _private_copy(table: Table) -> Table:
+    """The table with its own copy of the metadata, to read in another thread while a transaction stages.
+
+    pyiceberg's metadata objects fill caches lazily and are deep-copied by every transaction step: two
+    threads must not share them.
+    """
+    from pyiceberg.table import Table
+
+    metadata = table.metadata.model_copy(deep=True)
+    return Table(table.name(), metadata, table.metadata_location, table.io, table.catalog, table.config)
 
 
 def append_rows(tables: Catalog, name: str, rows: Rows, chunk_bytes: int | None = None) -> int:
@@ -153,29 +165,50 @@ def _chunks(reader: pa.RecordBatchReader, chunk_bytes: int) -> Iterator[pa.Table
         yield pa.Table.from_batches(batches, reader.schema)
 
 
-def _rewrite_without(tx: Transaction, table: Table, hits: list[Hit], affected: BooleanExpression) -> None:
-    """Stage one overwrite snapshot: each hit file replaced by a copy without its matching rows (copy-on-write).
+def _copies_without(table: Table, keys: Keys, skip: Collection[str]) -> list[tuple[DataFile, list[DataFile]]]:
+    """Each data file holding one of `keys` (but those in `skip`), and its copy without those rows (copy-on-write).
 
-    `affected` bounds the rows replaced (pyiceberg prunes manifests and checks concurrent commits with it).
+    The key columns the lookup read are not read again. The copies are written, not committed:
+    `_stage_rewrite` puts them in the transaction.
     """
+    import uuid
+
+    import pyarrow as pa
     import pyarrow.compute as pc
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 
-    metadata = tx.table_metadata
-    reader = ArrowScan(metadata, table.io, metadata.schema(), AlwaysTrue())
-    counter = itertools.count()
+    schema = table.metadata.schema()
+    names = [field.name for field in schema.fields]
+    others = [name for name in names if name not in keys.names]
+    reader = ArrowScan(table.metadata, table.io, schema.select(*others), AlwaysTrue()) if others else None
+    write_uuid, counter = uuid.uuid4(), itertools.count()
+    replaced = []
+    for hit in files_holding(table, keys, skip):
+        rest = reader.to_table([hit.task]) if reader else pa.table({})
+        if others and rest.num_rows != len(hit.rows):
+            raise RuntimeError(f"{hit.task.file.file_path} changed while it was rewritten")
+        read = {name: (hit.keys if name in keys.names else rest).column(name) for name in names}
+        kept = pa.table(read).filter(pc.invert(hit.rows))
+        copies = _dataframe_to_data_files(table.metadata, kept, table.io, write_uuid, counter) if kept.num_rows else []
+        replaced.append((hit.task.file, list(copies)))
+    return replaced
+
+
+def _stage_rewrite(
+    tx: Transaction, replaced: list[tuple[DataFile, list[DataFile]]], affected: BooleanExpression
+) -> set[str]:
+    """Stage one overwrite snapshot that replaces each file by its copies; the copies' paths.
+
+    `affected` bounds the rows replaced (pyiceberg prunes manifests and checks concurrent commits with it).
+    """
     with tx.update_snapshot().overwrite() as rewrite:
         rewrite.delete_by_predicate(affected)
-        for hit in hits:
-            rows = reader.to_table([hit.task])
-            if rows.num_rows != len(hit.rows):
-                raise RuntimeError(f"{hit.task.file.file_path} changed while it was rewritten")
-            rewrite.delete_data_file(hit.task.file)
-            kept = rows.filter(pc.invert(hit.rows))
-            if kept.num_rows:
-                for data_file in _dataframe_to_data_files(metadata, kept, table.io, rewrite.commit_uuid, counter):
-                    rewrite.append_data_file(data_file)
+        for old, copies in replaced:
+            rewrite.delete_data_file(old)
+            for copy in copies:
+                rewrite.append_data_file(copy)
+    return {copy.file_path for _, copies in replaced for copy in copies}
 
 
 def replace_table(tables: Catalog, name: str, rows: pa.Table) -> None:

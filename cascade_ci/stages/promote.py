@@ -128,9 +128,15 @@ def promote(
             return _promote_once(settings, catalog, run_id, dry_run, provenance, clock)
         except _MainMoved as moved:
             raise RefusedError(str(moved)) from moved.__cause__
+    from cascade_ci.stages.update import UPDATED_FROM
     from cascade_ci.stages.update import update as update_branch
 
     updates = 0
+    state = read_branch(catalog, branch_name(run_id, settings.branch_prefix))
+    if state.created and UPDATED_FROM in state.created.properties and not state.verdict_is_current:
+        # an update stopped before its verdict (killed, or the gates could not run): finish it first
+        update_branch(settings, catalog, run_id, run_url=run_url, report=report)
+        updates += 1
     while True:
         try:
             return replace(_promote_once(settings, catalog, run_id, dry_run, provenance, clock), updates=updates)

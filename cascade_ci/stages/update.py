@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from cascade_ci.branch_state import ATTEMPT, BASE_HASH, BRANCH, CREATED_BY, CREATOR, KIND, RUN_ID, MetaKind
@@ -77,7 +77,10 @@ class UpdateResult:
     message: str = ""
 
     def outputs(self) -> dict[str, str]:
-        return {key: value if isinstance(value, str) else json.dumps(value) for key, value in asdict(self).items()}
+        def text(value: Any) -> str:
+            return "" if value is None else value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+        return {key: text(value) for key, value in asdict(self).items()}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,11 +198,11 @@ def update(
     if not state.ours or state.base_hash is None:
         raise RefusedError(f"branch {name!r} was not created by cascade-ci; update only moves pipeline branches")
     main, before, base = catalog.get_ref(main_name), state.ref.hash, state.base_hash
-    done = UpdateResult("up-to-date", name, base, base, before, before)
+    unchanged = UpdateResult("up-to-date", name, base, base, before, before)
     if catalog.is_ancestor(before, main.hash):
-        return _with(done, "already-promoted", f"{name} is already part of {main_name}; nothing to do")
+        return replace(unchanged, action="already-promoted", message=f"{name} is already part of {main_name}")
     if main.hash == base and state.verdict_is_current:
-        return _with(done, "up-to-date", f"{name} is up to date with {main_name} and its verdict is current")
+        return replace(unchanged, message=f"{name} is up to date with {main_name} and its verdict is current")
     plan = UpdatePlan()
     if main.hash != base:
         plan = plan_update(catalog, base, before, main.hash, rebuildable=settings.transform is not None)
@@ -228,10 +231,6 @@ def update(
         verdict.outcome,
         summary,
     )
-
-
-def _with(result: UpdateResult, action: str, message: str) -> UpdateResult:
-    return UpdateResult(**{**asdict(result), "action": action, "message": message})
 
 
 def _described(plan: UpdatePlan) -> str:

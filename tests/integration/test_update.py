@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
 from cascade_ci.branch_state import read_branch
 from cascade_ci.catalog import open_catalog
-from cascade_ci.catalog.base import scratch_name
+from cascade_ci.catalog.base import SCRATCH_PREFIX, scratch_name
 from cascade_ci.cli import cli
 from cascade_ci.errors import NotFoundError
 from cascade_ci.naming import TAG_PREFIX
 from cascade_ci.stages import promote as promote_stage
 from cascade_ci.stages import update as update_stage
+from cascade_ci.stages import validate as validate_stage
 from tests.conftest import read_rows, readings, write_rows
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "test_a_table_replaced_on_main_is_a_named_conflict",
     "test_a_write_on_main_racing_the_promotion_is_retried",
     "test_a_write_racing_update_is_caught_by_compare_and_swap",
+    "test_an_update_stopped_before_its_verdict_is_finished_by_the_next_promote",
     "test_main_moving_on_every_try_is_refused_after_bounded_tries",
     "test_two_runs_appending_to_one_table_both_land",
     "test_update_judges_replayed_keys_against_mains_new_rows",
@@ -81,27 +86,34 @@ def assert_main_linear() -> None:
     assert {t.name for t in catalog.list_refs(TAG_PREFIX) if t.hash not in on_main} == set()
 
 
-def two_validated_runs(a_rows: tuple[int, ...], b_rows: tuple[int, ...]) -> tuple[str, str]:
+def two_validated_runs(
+    a_rows: tuple[int, ...], b_rows: tuple[int, ...], b_also: tuple[str, pa.Table] | None = None
+) -> tuple[str, str]:
     """Main holds row 0; runs `a` and `b` fork from it, append their rows and pass validation."""
     catalog = open_catalog()
     write_rows(catalog, "main", TABLE, readings(0))
     a, b = branch("a"), branch("b")
     write_rows(catalog, a, TABLE, readings(*a_rows))
     write_rows(catalog, b, TABLE, readings(*b_rows))
+    if b_also:
+        write_rows(catalog, b, *b_also)
     for run in ("a", "b"):
         assert ok("validate", "--run-id", run)["outcome"] == "passed"
     return a, b
 
 
 def test_two_runs_appending_to_one_table_both_land(backend):
-    _, b = two_validated_runs((1, 2, 3), (4, 5))
+    _, b = two_validated_runs((1, 2, 3), (4, 5), b_also=("extra.notes", readings(7)))  # in a new namespace
     b_files = data_files(b) - data_files("main")
+    assert ok("update", "--run-id", "a")["action"] == "up-to-date"  # main has not moved: nothing to do
     first = ok("promote", "--run-id", "a")
+    assert ok("update", "--run-id", "a")["action"] == "already-promoted"
 
     refused = cascade("promote", "--run-id", "b", "--json")
     assert refused.exit_code == 1, refused.output
     assert "--update" in json.loads(refused.stdout)["message"]
 
+    assert ok("promote", "--run-id", "b", "--update", "--dry-run")["action"] == "would-update"
     landed = ok("promote", "--run-id", "b", "--update")
     assert (landed["action"], landed["updates"], landed["main_before"]) == ("promoted", 1, first["main_after"])
     assert ids("main") == [0, 1, 2, 3, 4, 5]
@@ -110,13 +122,16 @@ def test_two_runs_appending_to_one_table_both_land(backend):
     state = read_branch(catalog, b)
     assert state.ours and state.base_hash == first["main_after"]  # re-based: forked from a's promotion
     assert (state.verdict.base_hash, state.verdict.validated_hash) == (first["main_after"], state.verdict_commit.parent)
-    (change,) = state.verdict.changes
-    assert (change.table, change.rows_after) == (TABLE, 6)
+    changes = {change.table: change for change in state.verdict.changes}
+    assert sorted(changes) == ["extra.notes", TABLE]  # what b adds to main: its new table, the replayed rows
+    change = changes[TABLE]
+    assert change.rows_after == 6
     if backend == "local":  # Nessie serves no snapshot lineage, so no rows-added count (validate reads it there)
         assert (change.rows_added, change.rows_deleted) == (2, 0)  # judged: the replayed rows, against main's
     replayed = catalog.tables("main").load_table(TABLE).current_snapshot().summary
     assert replayed.operation.value == "append" and replayed.additional_properties["added-records"] == "2"
     assert replayed.additional_properties["cascade.updated-from"].startswith(b + "@")
+    assert read_rows(catalog, "main", "extra.notes")["id"].to_pylist() == [7]  # carried over, namespace too
     assert_main_linear()
     assert len(catalog.list_refs(TAG_PREFIX)) == 2
 
@@ -227,6 +242,20 @@ def test_main_moving_on_every_try_is_refused_after_bounded_tries(monkeypatch):
     assert_main_linear()
 
 
+def test_an_update_stopped_before_its_verdict_is_finished_by_the_next_promote(monkeypatch):
+    _, b = two_validated_runs((1,), (2,))
+    ok("promote", "--run-id", "a")
+    with monkeypatch.context() as patch:  # the update moves the branch, then stops before the gates judge it
+        patch.setattr(validate_stage, "validate", lambda *args, **kwargs: sys.exit(9))
+        assert cascade("update", "--run-id", "b").exit_code == 9
+    state = read_branch(open_catalog(), b)
+    assert state.base_hash == open_catalog().get_ref("main").hash and state.verdict is None
+
+    landed = ok("promote", "--run-id", "b", "--update")
+    assert (landed["action"], landed["updates"]) == ("promoted", 1) and ids("main") == [0, 1, 2]
+    assert_main_linear()
+
+
 def test_a_branch_that_merged_main_is_refused_and_update_keeps_main_linear():
     """A merge of main into the branch must not reach main: main's earlier promotion (and tag) would leave
     main's first-parent history, and main would hold a merge commit."""
@@ -251,6 +280,20 @@ def test_a_branch_that_merged_main_is_refused_and_update_keeps_main_linear():
     assert landed["action"] == "promoted" and ids("main") == [0, 1]  # a's rows once: already main's
     assert sorted(read_rows(catalog, "main", "raw.other")["id"].to_pylist()) == [2]
     assert_main_linear()
+
+
+def test_a_scratch_branch_an_interrupted_update_left_is_hidden_then_swept():
+    """Embedded only (on Nessie the same sweep is tested with its other scratch branches)."""
+    catalog = open_catalog()
+    main = catalog.get_ref("main").hash
+    fresh, old = scratch_name(), f"{SCRATCH_PREFIX}1000000000-{uuid.uuid4().hex}"  # old: made in 2001
+    for name in (fresh, old):
+        catalog.create_ref(name, main)
+    assert [ref.name for ref in catalog.list_refs()] == ["main"]
+    assert [ref.name for ref in catalog.sweep_leftovers(datetime.now(UTC))] == [old]
+    assert catalog.get_ref(fresh).hash == main
+    with pytest.raises(NotFoundError):
+        catalog.get_ref(old)
 
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "user_project"
