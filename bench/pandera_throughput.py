@@ -66,6 +66,7 @@ def readings_frame(rows: int) -> pl.DataFrame:
         reading_date=ts_col.dt.date(),
         hour_of_day=ts_col.dt.hour().cast(pl.Int32),
         day_of_week=ts_col.dt.weekday().cast(pl.Int32),
+        site_utc_offset=pl.lit(0, dtype=pl.Int32),
         direction=(pl.int_range(rows) % len(DIRECTIONS)).replace_strict(
             dict(enumerate(DIRECTIONS)), return_dtype=pl.String
         ),
@@ -85,6 +86,7 @@ EXPECTED_TYPES = {
     "reading_date": (pa.date32(),),
     "hour_of_day": (pa.int32(),),
     "day_of_week": (pa.int32(),),
+    "site_utc_offset": (pa.int32(),),
     "direction": STRING_TYPES,
     "glucose_category": STRING_TYPES,
     "is_in_range": (pa.bool_(),),

@@ -52,6 +52,22 @@ def _ensure_table(tables: Catalog, name: str, schema: pa.Schema) -> Table:
     return tables.load_table(name)
 
 
+def _with_new_columns(tables: Catalog, table: Table, schema: pa.Schema) -> Table:
+    """`table`, with the columns of `schema` it lacks added as optional columns (a source grew a field).
+
+    Only additions: a column whose type changed is left to the write, which refuses it.
+    """
+    current = {field.name for field in table.schema().fields}
+    added = [field for field in schema if field.name not in current]
+    if not added:
+        return table
+    import pyarrow as pa
+
+    with table.update_schema() as update:
+        update.union_by_name(pa.schema(added))
+    return tables.load_table(table.name())
+
+
 def _overwrite(table: Table, rows: pa.Table, overwrite_filter: BooleanExpression | None = None) -> None:
     """One Iceberg commit: delete what the filter matches (all rows by default), append `rows`."""
     from pyiceberg.expressions import AlwaysTrue
@@ -139,7 +155,7 @@ def _write_rows(
         if first is None:
             return 0  # no batch, so no schema to create a table with
         rows = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
-    table = _ensure_table(tables, name, rows.schema)
+    table = _with_new_columns(tables, _ensure_table(tables, name, rows.schema), rows.schema)
     total = 0
     for chunk in [rows] if isinstance(rows, pa.Table) else _chunks(rows, chunk_bytes or CHUNK_BYTES):
         if chunk.num_rows:

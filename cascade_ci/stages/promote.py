@@ -44,7 +44,7 @@ class _MainMoved(Exception):  # a signal inside this module; callers get a Refus
 
 @dataclass(frozen=True)
 class PromotionResult:
-    action: str  # promoted | already-promoted | would-promote
+    action: str  # promoted | already-promoted | would-promote | would-update
     branch: str
     main_before: str
     main_after: str
@@ -133,7 +133,8 @@ def promote(
 
     updates = 0
     state = read_branch(catalog, branch_name(run_id, settings.branch_prefix))
-    if state.created and UPDATED_FROM in state.created.properties and not state.verdict_is_current:
+    interrupted = state.created and UPDATED_FROM in state.created.properties and not state.verdict_is_current
+    if interrupted and not dry_run:
         # an update stopped before its verdict (killed, or the gates could not run): finish it first
         update_branch(settings, catalog, run_id, run_url=run_url, report=report)
         updates += 1

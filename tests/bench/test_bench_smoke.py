@@ -38,6 +38,7 @@ def bench(name: str, *args: str, env: dict[str, str] | None = None) -> list[dict
         ("transform_scan.py", ("--smoke",)),
         ("storage_gc.py", ("--smoke",)),
         ("nightscout_ingest.py", ("--smoke",)),
+        ("upsert.py", ("--smoke",)),
     ],
 )
 def test_quick_benches_run(name, args):

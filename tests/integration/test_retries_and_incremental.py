@@ -92,6 +92,7 @@ def readings_table(ids: range, day_offset: int = 0) -> pa.Table:
             "reading_date": pa.array([s.date() for s in stamps], pa.date32()),
             "hour_of_day": pa.array([s.hour for s in stamps], pa.int32()),
             "day_of_week": pa.array([s.isoweekday() for s in stamps], pa.int32()),
+            "site_utc_offset": pa.array([0] * len(ids), pa.int32()),
             "direction": pa.array(["Flat"] * len(ids)),
             "glucose_category": pa.array(["in_range"] * len(ids)),
             "is_in_range": pa.array([True] * len(ids)),

@@ -354,3 +354,13 @@ def test_a_stream_failing_midway_leaves_the_branch_unchanged(tmp_path, monkeypat
     settings, catalog = streaming_project(tmp_path / "project", monkeypatch)
     with catalog:
         fail_midway(settings, catalog, monkeypatch, how)
+
+
+def test_a_source_that_grows_a_column_adds_it_and_keeps_the_old_rows(tables):
+    upsert(tables, TABLE, items(["1", "2"], 1), ("k",))
+    grown = items(["2", "3"], 2).append_column("note", pa.array(["two", "three"]))
+    upsert(tables, TABLE, grown, ("k",))
+    table = tables.load_table(TABLE)
+    assert [field.name for field in table.schema().fields][-1] == "note"
+    rows = sorted(table.scan().to_arrow().to_pylist(), key=lambda row: row["k"])
+    assert [(row["k"], row["note"]) for row in rows] == [("1", None), ("2", "two"), ("3", "three")]
