@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
@@ -70,6 +72,7 @@ class Project:
         (self.root / "bench_rows.py").write_text(SOURCE)
         (self.root / "cascade.toml").write_text(CONFIG)
         self.rows = rows
+        self.nessie = nessie
         self.env = {**os.environ, "CASCADE_CONFIG": str(self.root / "cascade.toml"), "CASCADE_HOME": str(self.root)}
         if nessie:
             tag = f"b{uuid.uuid4().hex[:8]}"
@@ -110,6 +113,19 @@ class Project:
         verdict, _ = self.cascade("validate", "--run-id", run, run=run)
         assert verdict["outcome"] == "passed", verdict
 
+    def drop(self) -> None:
+        """Delete what the benchmark made: its folder, and on Nessie its refs (the server is shared)."""
+        from cascade_ci.naming import TAG_PREFIX
+
+        if self.nessie:
+            catalog = self.catalog()
+            prefix = self.env["ICEBERG_NESSIE_REF"].split("/")[0] + "/"
+            on_main = {commit.hash for commit in catalog.log(catalog.default_branch)}
+            for ref in catalog.list_refs():
+                if ref.name.startswith(prefix) or (ref.name.startswith(TAG_PREFIX) and ref.hash in on_main):
+                    catalog._call("DELETE", f"/trees/{quote(ref.name, safe='/')}@{ref.hash}")
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def full_run(self, run: str, first: int) -> float:
         env_rows = ("-o", f"first={first}", "-o", f"count={self.rows}")
         outcome, seconds = self.cascade("run", "--run-id", run, *env_rows, run=run)
@@ -129,6 +145,7 @@ def baseline(nessie: bool, rows: int, runs: int) -> dict:
         assert promoted["action"] == "promoted" and promoted["updates"] == 0, promoted
         steps.append(seconds)
     step = statistics.median(steps)
+    project.drop()
     return {
         "backend": "nessie" if nessie else "local",
         "baseline_runs": runs,
@@ -167,6 +184,7 @@ def concurrent(nessie: bool, rows: int, n: int) -> dict:
     landed = [r for r in results.values() if r.get("action") == "promoted"]
     assert len(landed) == n, [r for r in results.values() if r.get("action") != "promoted"]
     checks = check_main(project, n, [r["main_after"] for r in landed])
+    project.drop()
     cycles = [1 + r["updates"] for r in landed]
     plain = [r["promote_s"] for r in landed if r["updates"] == 0]  # the first in the queue
     landing = started + wall - ready[0]

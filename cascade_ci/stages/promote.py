@@ -94,6 +94,8 @@ def _linear_onto(catalog: BranchCatalog, main_hash: str, head: str) -> bool:
                 return True
             if len(commit.parents) > 1:
                 return False
+            if commit.parents and commit.parents[0] == main_hash:  # main at a root no log lists (a new Nessie)
+                return True
         if len(history) < limit:
             return False
     return False

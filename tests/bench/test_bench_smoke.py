@@ -39,6 +39,7 @@ def bench(name: str, *args: str, env: dict[str, str] | None = None) -> list[dict
         ("storage_gc.py", ("--smoke",)),
         ("nightscout_ingest.py", ("--smoke",)),
         ("upsert.py", ("--smoke",)),
+        ("concurrent_update.py", ("--smoke",)),
     ],
 )
 def test_quick_benches_run(name, args):

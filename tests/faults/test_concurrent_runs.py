@@ -84,7 +84,7 @@ class Landings:
 
 def one_run(index: int, landings: Landings, reports: Path) -> RunOutcome:
     run = RunOutcome(f"n{index:02d}", first_id=1000 * (index + 1))
-    landings.wait_for(index // WAVE, timeout=60)
+    landings.wait_for(index // WAVE, timeout=300)  # a slow machine must not start two waves on one base
     run.steps["branch"] = cascade("branch", "--run-id", run.run_id, "--json")
     if run.steps["branch"].returncode != 0:
         return run
