@@ -60,9 +60,8 @@ def run_pipeline(
     from cascade_ci.stages.validate import publish, validate
 
     result = RunResult(run_id)
-    total = 0
 
-    def stage(number: int, name: str, work: Callable[[], str]) -> None:
+    def stage(number: int, total: int, name: str, work: Callable[[], str]) -> None:
         started = time.perf_counter()
         line = work()
         result.stages[name] = round(time.perf_counter() - started, 3)
@@ -111,7 +110,6 @@ def run_pipeline(
               ("validate", do_validate), ("promote", do_promote)]  # fmt: skip
     if settings.transform is None:
         stages.remove(("transform", do_transform))
-    total = len(stages)
     for number, (name, work) in enumerate(stages, start=1):
-        stage(number, name, work)
+        stage(number, len(stages), name, work)
     return result
