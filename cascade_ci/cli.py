@@ -74,11 +74,24 @@ def _names(values: tuple[str, ...]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+def _safe(text: str) -> str:
+    """`text` fit to print: URL credentials redacted, workflow commands from foreign text made inert."""
+    from cascade_ci.errors import redact_urls
+    from cascade_ci.github import neutralize
+
+    return neutralize(redact_urls(text))
+
+
+def _say(text: str) -> None:
+    """One message on stderr (never on stdout, which may carry --json)."""
+    click.echo(_safe(text), err=True)
+
+
 def _emit(payload: Any, as_json: bool, text: str) -> None:
     if as_json:
-        click.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        click.echo(_safe(json.dumps(payload, indent=2, sort_keys=True, default=str)))
     else:
-        click.echo(text)
+        click.echo(_safe(text))
 
 
 def command(fn: Callable[..., int | None]) -> Callable[..., None]:
@@ -92,16 +105,16 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
             code = fn(*args, **kwargs) or EXIT_OK
         except CascadeError as e:
             if kwargs.get("as_json"):
-                click.echo(json.dumps({"type": type(e).__name__, "message": str(e)}))
-            click.echo(f"cascade: {e}", err=True)
+                click.echo(_safe(json.dumps({"type": type(e).__name__, "message": str(e)})))
+            _say(f"cascade: {e}")
             code = e.exit_code
         except Exception as e:  # a bug or an unexpected fault: never exit 1, which means "a decision"
             import traceback
 
-            traceback.print_exc()
+            _say(traceback.format_exc().rstrip())
             if kwargs.get("as_json"):
-                click.echo(json.dumps({"type": type(e).__name__, "message": str(e)}))
-            click.echo(f"cascade: unexpected {type(e).__name__}: {e}", err=True)
+                click.echo(_safe(json.dumps({"type": type(e).__name__, "message": str(e)})))
+            _say(f"cascade: unexpected {type(e).__name__}: {e}")
             code = EXIT_ERROR
         sys.exit(code)
 
@@ -317,7 +330,7 @@ def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
         report=_reporter(settings, as_json),
     )
     github.write_outputs(result.outputs())
-    click.echo(result.message, err=True)
+    _say(result.message)
     _emit(result.to_dict(), as_json, result.tag or result.action)
 
 
@@ -349,7 +362,7 @@ def run_command(run_id: str | None, sources: tuple[str, ...], options: dict[str,
         sources=_names(sources),
         options=options,
         annotations=sys.stderr if as_json else sys.stdout,
-        say=lambda line: click.echo(line, err=True),
+        say=_say,
         run_url=run.url,
         provenance=provenance,
     )
@@ -592,7 +605,7 @@ def update(run_id: str, reports_dir: str | None, as_json: bool) -> int:
     run = github.RunContext.from_env()
     result = run_update(settings, catalog, run_id, run_url=run.url, report=_reporter(settings, as_json))
     github.write_outputs(result.outputs())
-    click.echo(result.message, err=True)
+    _say(result.message)
     _emit(result.to_dict(), as_json, result.action)
     return EXIT_DECISION if result.verdict == "blocked" else EXIT_OK
 

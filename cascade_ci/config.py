@@ -125,6 +125,10 @@ class TableConfig(_Section):
     )
     unique: list[str] = Field(default_factory=list, description="Columns that together are unique.")
     freshness: FreshnessConfig | None = None
+    sensitive: list[str] = Field(
+        default_factory=list,
+        description="Columns whose values stay out of every report: failures show counts and row keys only.",
+    )
 
 
 class CheckConfig(_Section):

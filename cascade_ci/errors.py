@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 a decision (blocked, refused), 2 usage, configuration o
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -12,6 +13,15 @@ def safe_url(url: str) -> str:
     """`url` fit for a message: no user or password in its authority, no query or fragment (tokens travel there)."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
+
+
+# `scheme://user:password@` (or `scheme://token@`) anywhere in a text: the part before `@` is a credential.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#'\"<>]+@")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the user and password of every URL in it replaced by `***`."""
+    return _URL_USERINFO.sub(r"\1***@", str(text))
 
 
 class CascadeError(Exception):

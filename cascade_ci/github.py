@@ -6,6 +6,7 @@ One sink per file; outside Actions (variables unset) writing is a no-op, so loca
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from collections.abc import Mapping
@@ -101,6 +102,31 @@ def annotate(
 
 
 def mask(secret: str, stream: TextIO | None = None) -> None:
-    """Ask the runner to hide `secret` in every later log line."""
+    """Ask the runner to hide `secret` in every later log line; written on stderr, never on stdout.
+
+    Only for secrets GitHub does not mask already (one derived at run time, e.g. a secret's hash): values
+    from `secrets.*`, GITHUB_TOKEN among them, are masked by the runner itself. stdout may be `--json`
+    output, and the runner reads workflow commands from stderr as well: actions/runner
+    src/Runner.Worker/Handlers/ScriptHandler.cs hands both streams to the same ActionCommandManager
+    (`StepHost.OutputDataReceived += stdoutManager.OnDataReceived;`
+    `StepHost.ErrorDataReceived += stderrManager.OnDataReceived;`).
+    """
     if secret:
-        print(f"::add-mask::{_escape_data(secret)}", file=stream or sys.stdout)
+        print(f"::add-mask::{_escape_data(secret)}", file=stream or sys.stderr, flush=True)
+
+
+# A runner line ends at CR, LF or CRLF (ProcessInvoker's ReadLine); splitlines() cuts at those and more.
+_COMMAND_START = re.compile(r"^(\s*)::", re.MULTILINE)
+
+
+def neutralize(text: str) -> str:
+    """`text` from a foreign source (a service's error, a data value) made inert as workflow commands.
+
+    The runner runs a line as a command when, leading whitespace trimmed, it starts with `::`
+    (actions/runner src/Runner.Common/ActionCommand.cs, TryParseV2), and the legacy `##[` form anywhere
+    in a line (TryParse). Both are broken up; the text stays readable. `%0A` in the text is no risk: the
+    runner decodes it only inside a command, and `annotate` escapes `%` itself.
+    """
+    lines = str(text).splitlines(keepends=True) or [""]
+    safe = [_COMMAND_START.sub(r"\1: :", line) for line in lines]
+    return "".join(safe).replace("##[", "# #[")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cascade_ci.errors import CascadeError, ConfigError, Terminal, Transient
-from cascade_ci.github import mask
+from cascade_ci.http_guard import check_credential_url
 
 if TYPE_CHECKING:
     from github import Github
@@ -44,6 +44,8 @@ def make_client(token: str | None, *, base_url: str = DEFAULT_BASE_URL, per_page
         respect_retry_after_header=False,  # a 429/503 Retry-After of an hour must not block the job
         raise_on_status=False,  # hand the last 5xx to PyGithub, which raises it with its status
     )
+    if token:  # PyGithub follows no redirect to another host; plain http only to this machine
+        check_credential_url(base_url, "the GitHub token")
     auth = Auth.Token(token) if token else None
     # Reads are sequential, so no pause between requests is needed (PyGithub's default is 0.25 s).
     return Github(
@@ -204,6 +206,9 @@ class GitHubApi:
             yield
         except GithubException as exc:
             raise self._failure(exc, verb, path) from exc
+        except RuntimeError as exc:  # PyGithub refuses a redirect to another host or scheme with RuntimeError
+            text = f"GitHub API redirected {verb} {self._url(path)} elsewhere; not followed: {exc}"
+            raise GitHubApiRefusedError(self._scrub(text)) from exc
         except requests.exceptions.RequestException as exc:
             text = f"GitHub API did not answer {verb} {self._url(path)}: {type(exc).__name__}; try again later"
             raise GitHubApiUnavailableError(self._scrub(text)) from exc
@@ -253,10 +258,11 @@ def _reset(headers: Mapping[str, str]) -> str:
 
 
 def from_env(env: Mapping[str, str] = os.environ) -> GitHubApi | None:
-    """An api for `GITHUB_REPOSITORY` with `GITHUB_TOKEN` (at `GITHUB_API_URL` if set), else None."""
+    """An api for `GITHUB_REPOSITORY` with `GITHUB_TOKEN` (at `GITHUB_API_URL` if set), else None.
+
+    The token is not masked here: the runner masks GITHUB_TOKEN (and every `secrets.*` value) itself.
+    """
     token, repository = env.get("GITHUB_TOKEN"), env.get("GITHUB_REPOSITORY")
     if not token or not repository:
         return None
-    if env.get("GITHUB_ACTIONS") == "true":
-        mask(token)
     return GitHubApi(token, repository, base_url=env.get("GITHUB_API_URL") or DEFAULT_BASE_URL)

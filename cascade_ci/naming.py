@@ -15,6 +15,7 @@ TAG_PREFIX = "prod-"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Nessie's own ref-name rule, narrowed: letters first, no "..", no "//", no trailing "/" or ".".
 _REF_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9._/-]{0,98}[A-Za-z0-9_-])?")
+_HASH = re.compile(r"[0-9a-fA-F]{8,64}")  # Nessie's HASH_RAW_REGEX
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9._/-]{0,62}")
 
 
@@ -36,12 +37,19 @@ def validate_attempt(attempt: int) -> int:
 
 def validate_ref_name(name: str) -> str:
     """Return `name` if it is a safe branch or tag name."""
-    if not _REF_NAME.fullmatch(name) or ".." in name or "//" in name:
+    if not isinstance(name, str) or not _REF_NAME.fullmatch(name) or ".." in name or "//" in name:
         raise InvalidNameError(
             f"invalid ref name {name!r}: start with a letter; use letters, digits, '.', '_', '-', '/'; "
             "no '..' or '//'; end with a letter, digit, '_' or '-'"
         )
     return name
+
+
+def validate_hash(commit: str) -> str:
+    """Return `commit` if it is a commit hash as Nessie writes one: 8 to 64 hex digits (a prefix allowed)."""
+    if not isinstance(commit, str) or not _HASH.fullmatch(commit):
+        raise InvalidNameError(f"invalid commit hash {commit!r}: give 8 to 64 hex digits")
+    return commit
 
 
 def validate_prefix(prefix: str) -> str:

@@ -36,13 +36,15 @@ from cascade_ci.errors import (
     AlreadyExistsError,
     CatalogError,
     ConflictError,
+    InvalidNameError,
     MergeConflictError,
     NotFastForwardError,
     NotFoundError,
     ReadOnlyRefError,
     ServiceUnavailableError,
+    safe_url,
 )
-from cascade_ci.naming import validate_ref_name
+from cascade_ci.naming import validate_hash, validate_ref_name
 
 if TYPE_CHECKING:
     from cascade_ci.config import Settings
@@ -59,6 +61,10 @@ _RETRY_STATUS = {502, 503, 504}
 
 def _ref_path(name: str | None, commit: str | None = None) -> str:
     """A REST v2 path element: `main`, `pipeline/run-1@`, `main@<hash>`, `@<hash>` (detached)."""
+    if name is not None:
+        validate_ref_name(name)  # Nessie's ref-name rule: no "..", no "@", no leading "/" ...
+    if commit is not None:
+        validate_hash(commit)
     spec = quote(name or "", safe="/")
     if commit:
         return f"{spec}@{commit}"
@@ -162,7 +168,8 @@ class NessieBranchCatalog:
                 if (refused or method == "GET") and not last:
                     time.sleep(self._backoff * 2**attempt)
                     continue
-                raise ServiceUnavailableError(f"Nessie at {self.uri} did not answer {method} {url}: {reason}") from e
+                where = f"Nessie at {safe_url(self.uri)}"
+                raise ServiceUnavailableError(f"{where} did not answer {method} {safe_url(url)}: {reason}") from e
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _error(
@@ -175,13 +182,14 @@ class NessieBranchCatalog:
         message = payload.get("message") or e.reason
         code = payload.get("errorCode", "")
         if e.code >= 500:
-            return ServiceUnavailableError(f"Nessie at {self.uri} failed {method} {url}: HTTP {e.code} {message}")
+            where = f"Nessie at {safe_url(self.uri)}"
+            return ServiceUnavailableError(f"{where} failed {method} {safe_url(url)}: HTTP {e.code} {message}")
         if code == "REFERENCE_ALREADY_EXISTS":
             return AlreadyExistsError(message)
         if e.code == 400 and "must be a branch" in message:
             return ReadOnlyRefError(message)
         kind = {**_ERRORS, **(errors or {})}.get(e.code, CatalogError)
-        return kind(f"Nessie refused {method} {url}: {message}" if kind is CatalogError else message)
+        return kind(f"Nessie refused {method} {safe_url(url)}: {message}" if kind is CatalogError else message)
 
     def _pages(self, path: str, key: str, query: Mapping[str, Any] | None = None) -> Iterator[Any]:
         params = dict(query or {})
@@ -213,7 +221,7 @@ class NessieBranchCatalog:
             return None, self._commit_hash(ref_or_hash)
         try:
             ref = self.get_ref(ref_or_hash)
-        except NotFoundError:
+        except (NotFoundError, InvalidNameError):
             if _SHORT_HASH.fullmatch(ref_or_hash):
                 return None, self._commit_hash(ref_or_hash)
             raise
@@ -292,7 +300,7 @@ class NessieBranchCatalog:
                 raise
             return None, expected_hash
         if result.get("wasApplied"):
-            raise CatalogError(f"Nessie at {self.uri} applied a merge that was sent as a dry run")
+            raise CatalogError(f"Nessie at {safe_url(self.uri)} applied a merge that was sent as a dry run")
         return result["commonAncestor"], result["effectiveTargetHash"]
 
     # -- BranchCatalog --------------------------------------------------------------------------

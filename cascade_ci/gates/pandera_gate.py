@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -185,9 +186,54 @@ def _level(rule: Rule, critical: str) -> Level:
     return Level.WARN if rule.severity in WARNING and critical != "warning" else Level.ERROR
 
 
-def _check(table: str, rule: Rule, failing: list[Any], critical: str, scope: str, source: Source = Source()) -> Check:
+def _schema_key(schema: DataFrameSchema) -> list[str]:
+    """The columns a schema declares unique together, else its first column declared unique on its own."""
+    together = list(schema.unique or [])
+    return together or [name for name, column in schema.columns.items() if column.unique][:1]
+
+
+def _reveals(rule: Rule, sensitive: Collection[str]) -> bool:
+    """True if `rule`'s failure cases are values of a sensitive column (the table's own checks may be any)."""
+    if not sensitive or rule.name in ("present", "dtype"):  # a column's name or type, never a value
+        return False
+    if rule.column is None:
+        return True
+    return rule.column in sensitive or bool(set(rule.keys) & set(sensitive))
+
+
+def _row_labels(
+    rule: Rule, failures: pl.DataFrame | None, rows: pa.Table, key: Collection[str], sensitive: Collection[str]
+) -> list[str]:
+    """The failing rows of `rule` named without their sensitive values: by the table's key, else by row index."""
+    if failures is None:
+        return []
+    indices = [i for i in failures.filter(_mask(rule))["index"].to_list() if i is not None]
+    shown_key = [column for column in key if column in rows.column_names and column not in sensitive]
+    labels = []
+    for index in dict.fromkeys(indices):
+        if shown_key and 0 <= index < rows.num_rows:
+            values = rows.select(shown_key).slice(index, 1).to_pylist()[0]
+            labels.append(", ".join(f"{column}={value!r}" for column, value in values.items()))
+        else:
+            labels.append(f"row #{index}")
+    return labels
+
+
+def _check(
+    table: str,
+    rule: Rule,
+    failing: list[Any],
+    critical: str,
+    scope: str,
+    source: Source = Source(),
+    labels: list[str] | None = None,
+) -> Check:
+    """The check of one rule; `labels` (the failing rows' keys) stand for the values of a sensitive column."""
     name = f"{rule.column}:{rule.name}" if rule.column else rule.name
-    shown = ", ".join(repr(v) for v in failing[:SAMPLE_SIZE]) + (", ..." if len(failing) > SAMPLE_SIZE else "")
+    sample = [repr(v) for v in failing] if labels is None else labels
+    shown = ", ".join(sample[:SAMPLE_SIZE]) + (", ..." if len(sample) > SAMPLE_SIZE else "")
+    if labels is not None:
+        shown = f"values hidden (sensitive); rows {shown}" if shown else "values hidden (sensitive)"
     message = f"{len(failing)} failing values in {scope}: {shown}" if failing else f"passed on {scope}"
     return Check(
         gate=GATE,
@@ -238,10 +284,16 @@ def _collisions(table: Table, base_id: int, new_rows: pa.Table, keys: tuple[str,
 
 
 def validate_table(
-    ctx: GateContext, table_name: str, schema: DataFrameSchema, source: Source = Source()
+    ctx: GateContext,
+    table_name: str,
+    schema: DataFrameSchema,
+    source: Source = Source(),
+    sensitive: Collection[str] = (),
+    key: Collection[str] = (),
 ) -> list[Check]:
     """Checks for one table: incremental when the branch only appended to it, otherwise full; each check carries
-    the file and line of `source` its rule is written at."""
+    the file and line of `source` its rule is written at. Failures of a `sensitive` column are shown as counts
+    and the failing rows' `key` (else their row numbers), never as values."""
     import polars as pl
 
     from cascade_ci.catalog.lineage import lineage_since, read_added_rows
@@ -268,7 +320,8 @@ def validate_table(
         failing = _matches(rule, failures)
         if incremental and base_id is not None and rule.keys:
             failing += _collisions(table, base_id, rows, rule.keys)
-        checks.append(_check(table_name, rule, failing, critical, scope, source))
+        labels = _row_labels(rule, failures, rows, key, sensitive) if _reveals(rule, sensitive) else None
+        checks.append(_check(table_name, rule, failing, critical, scope, source, labels))
     return checks + _unmatched(table_name, rules, failures, scope, source)
 
 
@@ -281,5 +334,8 @@ def run(ctx: GateContext) -> GateResult:
     checks: list[Check] = []
     for table_name, schema in schemas.items():
         if head.table_exists(table_name):
-            checks += validate_table(ctx, table_name, schema, source_of(table_name, declared[table_name], settings))
+            config = declared[table_name]
+            where = source_of(table_name, config, settings)
+            key = config.unique or _schema_key(schema)
+            checks += validate_table(ctx, table_name, schema, where, config.sensitive, key)
     return GateResult(gate=GATE, checks=tuple(checks))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.branch_state import KIND, MetaKind
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.errors import ConflictError, RefusedError
+from cascade_ci.naming import TAG_PREFIX, validate_ref_name
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
@@ -26,10 +27,26 @@ class RollbackResult:
 
 
 def rollback(settings: Settings, catalog: BranchCatalog, tag: str) -> RollbackResult:
-    """Append a commit to main restoring the tables at `tag`; compare-and-swap on main's head."""
+    """Append a commit to main restoring the tables at `tag`; compare-and-swap on main's head.
+
+    Only a promotion tag goes: a `prod-*` tag on a commit `cascade promote` wrote (its `cascade.kind` is
+    `promotion`), so a tag anyone else made, on data no verdict passed, is refused.
+    """
+    validate_ref_name(tag)
+    if not tag.startswith(TAG_PREFIX):
+        raise RefusedError(
+            f"{tag!r} is not a promotion tag: rollback goes only to the {TAG_PREFIX}* tags `cascade promote` "
+            "creates (`cascade refs` lists them)"
+        )
     target = catalog.get_ref(tag)
     if target.kind is not RefKind.TAG:
         raise RefusedError(f"{tag!r} is a {target.kind}, not a tag; rollback goes to a promotion tag")
+    tagged = catalog.log(target.hash, limit=1)
+    if not tagged or tagged[0].properties.get(KIND) != MetaKind.PROMOTION:
+        raise RefusedError(
+            f"{tag!r} does not mark a promotion: its commit {target.hash[:12]} was not written by "
+            "`cascade promote`; rollback goes only to promotion tags"
+        )
     main = catalog.get_ref(settings.main_branch)
     try:
         after = catalog.restore(

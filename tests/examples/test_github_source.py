@@ -173,12 +173,11 @@ def test_rate_limited_events_say_when_the_limit_resets(api: FakeServer) -> None:
     assert_token_hidden(caught.value)
 
 
-def test_token_is_masked_only_in_actions(api: FakeServer, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url, max_pages=1)
-    assert capsys.readouterr().out == ""
+def test_token_is_never_printed(api: FakeServer, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The token comes from `secrets.*`, which the runner masks itself: nothing to print, even in Actions."""
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url, max_pages=1)
-    assert capsys.readouterr().out == f"::add-mask::{TOKEN}\n"
+    assert capsys.readouterr() == ("", "")
 
 
 def test_names_are_checked_before_any_request(api: FakeServer) -> None:

@@ -242,9 +242,10 @@ def test_annotate_writes_to_stdout_by_default(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out == "::warning file=f.py::a%0Ab\n"
 
 
-def test_mask(capsys: pytest.CaptureFixture[str]) -> None:
+def test_mask_writes_to_stderr_not_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     mask("s3cr%t")
-    assert capsys.readouterr().out == "::add-mask::s3cr%25t\n"
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "::add-mask::s3cr%25t\n")
 
 
 def test_mask_escapes_newlines_and_uses_the_stream() -> None:
@@ -258,7 +259,7 @@ def test_mask_of_empty_secret_prints_nothing(capsys: pytest.CaptureFixture[str])
     mask("", stream=stream)
     mask("")
     assert stream.getvalue() == ""
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr() == ("", "")
 
 
 # --- RunContext --------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import time
 import urllib.error
@@ -28,8 +27,8 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError, safe_url
-from cascade_ci.github import mask
 from cascade_ci.github_api import DEFAULT_BASE_URL, SERVER_ERRORS
+from cascade_ci.http_guard import check_credential_url
 from glucose_github.raw import EVENTS, EVENTS_REJECTS, REPO_STATS, REPO_STATS_REJECTS, RawBatch, rejects_table, schemas
 
 if TYPE_CHECKING:
@@ -82,7 +81,6 @@ def fetch_user_events(
     At most `max_pages` pages of `per_page` per user (the API serves only the latest ~300). A user whose
     events cannot be read, and an event that cannot be read, go to `raw.github_user_events__rejects`.
     """
-    _mask(token)
     logins = [_checked(_LOGIN, user, "GitHub user") for user in users]
     client = _Client(base_url, token, sleep, timeout)
     rows: dict[str, dict[str, Any]] = {}
@@ -141,7 +139,6 @@ def fetch_repo_stats(
         max_wait_s: The longest wait, per statistics endpoint, for GitHub to finish computing (HTTP 202).
         sleep: Called with each backoff delay (tests pass a no-op).
     """
-    _mask(token)
     names = [_checked(_REPO, repo, "repository") for repo in repos]
     snapshot = snapshot_date or datetime.now(UTC).date()
     client = _Client(base_url, token, sleep, timeout)
@@ -184,6 +181,8 @@ class _Client:
     """GET JSON from GitHub's REST API with the token, bounded retries and one-line errors."""
 
     def __init__(self, base_url: str, token: str | None, sleep: Callable[[float], None], timeout: float) -> None:
+        if token:
+            check_credential_url(base_url, "the GitHub token")
         self.base = base_url.rstrip("/")
         self.token = token
         self.sleep = sleep
@@ -333,11 +332,6 @@ def _reset_time(value: str) -> str:
     except (OverflowError, OSError, ValueError):
         return f"an unknown time (reset header {value!r})"
     return f"{at:%Y-%m-%dT%H:%M:%SZ} (in {max(0, round(stamp - time.time()))} s)"
-
-
-def _mask(token: str | None) -> None:
-    if token and os.environ.get("GITHUB_ACTIONS") == "true":
-        mask(token)
 
 
 def _checked(pattern: re.Pattern[str], value: str, what: str) -> str:

@@ -44,6 +44,8 @@ from typing import Any
 
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError, safe_url
 from cascade_ci.github import mask
+from cascade_ci.http_guard import check_credential_url
+from cascade_ci.http_guard import opener as guarded_opener
 from glucose_github.raw import GLUCOSE, GLUCOSE_REJECTS, RawBatch, rejects_table, schemas
 
 API_SOURCE = "nightscout-api"
@@ -177,7 +179,8 @@ def fetch_entries(
         until: End of the window (exclusive), timezone-aware.
         zone: The site's time zone (see `site_zone`); None: each entry's own offset.
         page_size: The `count` asked for per request.
-        session: An opener to send requests with (default: `urllib.request.build_opener()`).
+        session: An opener to send requests with (default: `cascade_ci.http_guard.opener()`, whose redirects
+            never carry the secret to another host).
         max_pages: More full pages than this is an error rather than a silently cut window.
         timeout: Seconds per request.
         sleep: Called with the backoff delay between tries (tests pass a no-op).
@@ -190,12 +193,12 @@ def fetch_entries(
         raise ConfigError("page_size and max_pages must be positive")
     headers = {"Accept": "application/json", "User-Agent": "cascade-ci"}
     if api_secret:
+        check_credential_url(base_url, "the Nightscout API secret")
         hashed = hashlib.sha1(api_secret.encode("utf-8")).hexdigest()  # noqa: S324 - Nightscout's protocol
         if os.environ.get("GITHUB_ACTIONS") == "true":
-            mask(api_secret)
-            mask(hashed)
+            mask(hashed)  # derived at run time: GitHub masks the secret itself, not its hash
         headers["API-SECRET"] = hashed
-    opener = session or urllib.request.build_opener()
+    opener = session or guarded_opener()  # a redirect to another host drops API-SECRET
     endpoint = f"{base_url.rstrip('/')}/api/v1/entries/sgv.json"
     gte, upper = _to_ms(since), _to_ms(until)
     entries = Entries(zone)
