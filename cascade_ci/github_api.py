@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.errors import CascadeError, ConfigError, Terminal, Transient
+from cascade_ci.errors import CascadeError, ConfigError, Terminal, Transient, safe_url
 from cascade_ci.http_guard import check_credential_url
 
 if TYPE_CHECKING:
@@ -190,11 +190,16 @@ class GitHubApi:
         """The JSON at `path`, or `missing` on 404."""
         try:
             with self._translated("GET", path):
-                return self._gh.requester.requestJsonAndCheck("GET", path)[1]
+                headers, data = self._gh.requester.requestJsonAndCheck("GET", path)
         except GitHubApiRefusedError as exc:
             if exc.status == 404:
                 return missing
             raise
+        if "location" in headers:  # a 3xx PyGithub did not follow: neither do we, the token stays here
+            moved = safe_url(str(headers["location"]))
+            text = f"GitHub API redirected GET {self._url(path)} to {moved}; not followed: set the API URL to it"
+            raise GitHubApiRefusedError(self._scrub(text))
+        return data
 
     @contextmanager
     def _translated(self, verb: str, path: str) -> Iterator[None]:
