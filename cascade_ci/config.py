@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from cascade_ci.errors import ConfigError, InvalidNameError
+from cascade_ci.errors import ConfigError, InvalidNameError, redact_urls
 from cascade_ci.naming import DEFAULT_BRANCH_PREFIX, validate_prefix, validate_ref_name
 
 CONFIG_FILE = "cascade.toml"
@@ -444,6 +444,7 @@ def masked(settings: Settings) -> dict[str, Any]:
         if isinstance(value, str):  # a secret from the environment inside a longer string ("Bearer ${TOKEN}")
             for secret in secrets:
                 value = value.replace(secret, "***")
+            value = redact_urls(value)  # `https://user:password@host`
         return value
 
     secrets = sorted(

@@ -96,9 +96,9 @@ def annotate(
         if line:
             props.append(f"line={line}")
     if title:
-        props.append(f"title={_escape_property(title)}")
+        props.append(f"title={_escape_property(neutralize(title))}")
     head = f"::{level} {','.join(props)}" if props else f"::{level}"
-    print(f"{head}::{_escape_data(message)}", file=stream or sys.stdout)
+    print(f"{head}::{_escape_data(neutralize(message))}", file=stream or sys.stdout)
 
 
 def mask(secret: str, stream: TextIO | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -25,6 +26,9 @@ def cascade(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
-def workflow_commands(text: str) -> list[str]:
-    """The lines of `text` the runner would take as workflow commands (`::` after leading space, `##[` anywhere)."""
-    return [line for line in text.splitlines() if line.lstrip().startswith("::") or "##[" in line]
+def workflow_commands(text: str, *, ours: tuple[str, ...] = ()) -> list[str]:
+    """The lines of `text` the runner would take as workflow commands (`::` after leading space, `##[` anywhere),
+    cut where the runner cuts lines (CR, LF, CRLF); lines starting with one of `ours` are cascade's own."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    found = [line for line in lines if line.lstrip().startswith("::") or "##[" in line]
+    return [line for line in found if not line.startswith(ours) or "##[" in line] if ours else found
