@@ -483,7 +483,11 @@ def refs(prefix: str, as_json: bool) -> None:
 @json_option
 @command
 def log(ref: str | None, limit: int, as_json: bool) -> None:
-    """Show a ref's history, newest first (default: main)."""
+    """Show a ref's history, newest first (default: main). REF: a branch, a tag, a commit hash or REF@HASH."""
+    from cascade_ci.naming import validate_ref_spec
+
+    if ref is not None:
+        validate_ref_spec(ref)
     settings, catalog = _open()
     commits = catalog.log(ref or settings.main_branch, limit=limit)
     rows = [

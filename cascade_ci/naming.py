@@ -52,6 +52,18 @@ def validate_hash(commit: str) -> str:
     return commit
 
 
+def validate_ref_spec(spec: str) -> str:
+    """Return `spec` if it is a ref name, a commit hash, or `name@hash` / `@hash` (a commit seen from a ref)."""
+    name, at, commit = spec.rpartition("@") if isinstance(spec, str) else ("", "", spec)
+    if at:
+        if name:
+            validate_ref_name(name)
+        validate_hash(commit)
+    elif not (isinstance(spec, str) and _HASH.fullmatch(spec)):
+        validate_ref_name(spec)
+    return spec
+
+
 def validate_prefix(prefix: str) -> str:
     """Return `prefix` if branch names built from it are valid ref names."""
     if not _PREFIX.fullmatch(prefix) or ".." in prefix or "//" in prefix:

@@ -444,6 +444,7 @@ class NessieBranchCatalog:
         return self._strict_commit(branch, expected_hash, operations, message, properties)
 
     def assign(self, name: str, to_hash: str, expected_hash: str) -> Ref:
+        _ref_path(name, expected_hash)  # both checked before any request
         _, commit = self._resolve(to_hash)
         return self._publish(name, expected_hash, commit)
 
