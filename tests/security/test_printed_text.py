@@ -12,8 +12,7 @@ import re
 
 import pytest
 
-from cascade_ci.errors import redact_urls
-from cascade_ci.github import annotate, neutralize
+from cascade_ci.github import annotate
 from tests.fakes.http import FakeServer, unused_port
 from tests.security.conftest import cascade, workflow_commands
 
@@ -63,6 +62,8 @@ def test_service_error_text_cannot_inject_workflow_commands() -> None:
 
 
 def test_neutralize_breaks_every_command_form_and_keeps_the_text() -> None:
+    from cascade_ci.github import neutralize
+
     safe = neutralize(INJECTION)
     assert workflow_commands(safe.replace("\u2028", "\n")) == []
     assert "add-mask::innocent" in safe and "injected too" in safe
@@ -78,5 +79,7 @@ def test_annotation_of_foreign_text_stays_one_command() -> None:
 
 
 def test_redact_urls_in_free_text() -> None:
+    from cascade_ci.errors import redact_urls
+
     text = f"at https://u:{PASSWORD}@h:1/p and s3://AKIA:{PASSWORD}@bucket/k, http://tok@x; ftp://plain/x"
     assert redact_urls(text) == "at https://***@h:1/p and s3://***@bucket/k, http://***@x; ftp://plain/x"

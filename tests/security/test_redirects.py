@@ -14,7 +14,6 @@ import pytest
 
 from cascade_ci import github_api
 from cascade_ci.errors import ConfigError, safe_url
-from cascade_ci.http_guard import check_credential_url
 from tests.fakes.http import FakeServer, Request
 
 SECRET = "n1ghtscout-s3cret-value"
@@ -119,10 +118,14 @@ def test_github_tokens_are_refused_over_plain_http() -> None:
     "url", ["http://127.0.0.1:8080", "http://127.3.4.5", "http://localhost:5000/x", "http://[::1]:80", "https://a.b"]
 )
 def test_loopback_and_https_are_accepted(url: str) -> None:
+    from cascade_ci.http_guard import check_credential_url
+
     assert check_credential_url(url) == url
 
 
 def test_refusal_does_not_print_the_url_credentials() -> None:
+    from cascade_ci.http_guard import check_credential_url
+
     with pytest.raises(ConfigError) as caught:
         check_credential_url("http://user:pw@cgm.example.org/x?token=abc")
     assert "pw" not in str(caught.value) and "abc" not in str(caught.value)
