@@ -8,6 +8,7 @@ here drops each credential header whenever a redirect leaves the origin (scheme,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import urllib.request
 from typing import Any
@@ -79,3 +80,13 @@ class CredentialRedirectHandler(urllib.request.HTTPRedirectHandler):
 def opener(*handlers: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
     """A urllib opener whose redirects never carry a credential to another origin."""
     return urllib.request.build_opener(CredentialRedirectHandler(), *handlers)
+
+
+@functools.cache
+def _shared() -> urllib.request.OpenerDirector:
+    return opener()
+
+
+def urlopen(request: urllib.request.Request | str, timeout: float | None = None) -> Any:
+    """`urllib.request.urlopen` through one shared guarded opener (the Nessie clients use it)."""
+    return _shared().open(request, timeout=timeout)

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
-from urllib.request import Request, urlopen
+from urllib.request import Request
 
 from cascade_ci.catalog.base import (
     SCRATCH_PREFIX,
@@ -44,6 +44,7 @@ from cascade_ci.errors import (
     ServiceUnavailableError,
     safe_url,
 )
+from cascade_ci.http_guard import urlopen  # redirects never carry a credential to another host
 from cascade_ci.naming import validate_hash, validate_ref_name
 
 if TYPE_CHECKING:

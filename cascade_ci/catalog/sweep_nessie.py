@@ -26,10 +26,11 @@ from datetime import UTC
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
-from urllib.request import Request, urlopen
+from urllib.request import Request
 
 from cascade_ci.catalog.sweep import WORKERS, Chain, Pointer, StoredFile
 from cascade_ci.errors import CatalogError
+from cascade_ci.http_guard import urlopen  # redirects never carry a credential to another host
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem

@@ -130,3 +130,20 @@ def test_refusal_does_not_print_the_url_credentials() -> None:
         check_credential_url("http://user:pw@cgm.example.org/x?token=abc")
     assert "pw" not in str(caught.value) and "abc" not in str(caught.value)
     assert safe_url("http://user:pw@cgm.example.org/x") in str(caught.value)
+
+
+def test_shared_urlopen_drops_authorization_on_another_host(elsewhere: FakeServer) -> None:
+    """The opener the Nessie clients use: a bearer token stays on its origin, and follows a same-origin redirect."""
+    import urllib.request
+
+    from cascade_ci.http_guard import urlopen
+
+    elsewhere.reply("GET", "/api/v2/config", {})
+    with FakeServer() as origin:
+        origin.route("GET", "/api/v2/trees", redirect(302, other_host(elsewhere) + "/api/v2/config"))
+        origin.route("GET", "/api/v2/old", redirect(307, origin.url + "/api/v2/trees"))
+        request = urllib.request.Request(origin.url + "/api/v2/old", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urlopen(request, timeout=5) as answer:
+            assert answer.status == 200
+        assert [r.headers.get("authorization") for r in origin.requests] == [f"Bearer {TOKEN}"] * 2
+    assert elsewhere.requests and credentials(elsewhere.requests) == []
