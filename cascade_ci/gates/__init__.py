@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from cascade_ci.errors import redact_urls
 from cascade_ci.gates.base import Gate, GateContext
 from cascade_ci.verdict import GateResult
 
@@ -22,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 def _describe(error: BaseException) -> str:
-    return "".join(traceback.format_exception_only(error)).strip()
+    """The error as one text for the verdict, with any URL's user and password redacted."""
+    return redact_urls("".join(traceback.format_exception_only(error)).strip())
 
 
 def load_gate(name: str, root: Path | None = None) -> Gate:
