@@ -9,7 +9,6 @@ here drops each credential header whenever a redirect leaves the origin (scheme,
 from __future__ import annotations
 
 import functools
-import ipaddress
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +27,8 @@ def is_loopback(host: str | None) -> bool:
     name = host.strip("[]").rstrip(".").lower()
     if name == "localhost":
         return True
+    import ipaddress  # only when a credential is about to be sent: keeps the CLI's start fast
+
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
