@@ -296,6 +296,7 @@ def transform(settings: Settings, catalog: BranchCatalog, run_id: str, engine: E
         reports.mkdir(parents=True, exist_ok=True)
         for artifact in ("run_results.json", "manifest.json"):
             shutil.copyfile(work_dir / "target" / artifact, reports / artifact)
+        (reports / "build_results.json").write_text(json.dumps(built), encoding="utf-8")  # what `dbt build` built
         packed = pack_manifest((work_dir / "target" / "manifest.json").read_bytes())
     outcomes = outcomes_from(tested, manifest, project.path, settings.root)
     counts: dict[str, int] = {}
