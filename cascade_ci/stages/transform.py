@@ -241,15 +241,35 @@ def stored_manifest(catalog: BranchCatalog, ref: str) -> tuple[str, bytes] | Non
     return None
 
 
+def same_place(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`stored` with each node and source that `current` also has put in the database `current` puts it in.
+
+    The engine gives every branch its own database (Trino: a catalog per branch), so a manifest built on
+    another branch names another database; dbt would count every source, and all that reads it, as modified.
+    """
+    for section in ("nodes", "sources"):
+        now = current.get(section) or {}
+        for unique_id, node in (stored.get(section) or {}).items():
+            here = now.get(unique_id)
+            if not isinstance(node, dict) or not isinstance(here, dict) or node.get("database") == here.get("database"):
+                continue
+            node["database"] = here.get("database")
+            if "relation_name" in node:
+                node["relation_name"] = here.get("relation_name")
+    return stored
+
+
 def _state_dir(catalog: BranchCatalog, settings: Settings, work_dir: Path) -> tuple[Path, str] | None:
-    """Main's stored manifest written into a `--state` folder, with the commit it came from; None if none."""
+    """Main's stored manifest, placed where this run's parse (target/manifest.json) puts things, written into a
+    `--state` folder; with the commit it came from. None when main has none."""
     found = stored_manifest(catalog, settings.main_branch)
     if found is None:
         return None
     state = work_dir / "state"
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    (state / "manifest.json").write_bytes(found[1])
+    stored = same_place(json.loads(found[1]), _manifest(work_dir))
+    (state / "manifest.json").write_text(json.dumps(stored), encoding="utf-8")
     return state, found[0]
 
 
@@ -273,12 +293,12 @@ def transform(settings: Settings, catalog: BranchCatalog, run_id: str, engine: E
     work_dir = settings.path(settings.home) / "dbt"
     reports = settings.path(settings.reports_dir) / "dbt"
     with _exclusive(work_dir / ".lock"):
-        # a pull request's branch forked from main: models main's manifest says are unchanged are there already
-        state = _state_dir(catalog, settings, work_dir) if is_pr_branch(name) else None
-        state_args = ["--state", str(state[0])] if state else []
         try:
             target = engine.prepare(name)
             run_dbt(["parse"], project, target, work_dir)
+            # a pull request's branch forked from main: models main's manifest says are unchanged are there already
+            state = _state_dir(catalog, settings, work_dir) if is_pr_branch(name) else None
+            state_args = ["--state", str(state[0])] if state else []
             incremental = incremental_tables(_manifest(work_dir))
             if incremental:
                 target = engine.prepare(name, incremental)

@@ -8,6 +8,7 @@ stores the manifest with the data; a pull request changing one model rebuilds it
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from cascade_ci.branch_state import DBT_MANIFEST
 from cascade_ci.catalog import open_catalog
 from cascade_ci.cli import cli
+from cascade_ci.config import load_settings
 from tests.conftest import write_rows
 
 MODELS = {
@@ -34,6 +36,11 @@ def cascade(*args: str):
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path: Path) -> Path:
+    """A dbt project over raw.readings, its cascade.toml, and raw.readings on main."""
     dbt = tmp_path / "dbt"
     (dbt / "models").mkdir(parents=True)
     (dbt / "dbt_project.yml").write_text(
@@ -46,9 +53,9 @@ def project(tmp_path: Path) -> Path:
     for name, sql in MODELS.items():
         (dbt / "models" / f"{name}.sql").write_text(sql + "\n")
     (tmp_path / "cascade.toml").write_text('gates = ["schema"]\n\n[transform]\nproject_dir = "dbt"\n')
-    write_rows(
-        open_catalog(), "main", "raw.readings", pa.table({"id": pa.array([1, 2, 3]), "sgv": pa.array([90, 200, 150])})
-    )
+    settings = load_settings()
+    rows = pa.table({"id": pa.array([1, 2, 3]), "sgv": pa.array([90, 200, 150])})
+    write_rows(open_catalog(settings), settings.main_branch, "raw.readings", rows)
     return tmp_path
 
 
@@ -57,47 +64,53 @@ def built(reports: Path) -> set[str]:
     return {r["unique_id"].rsplit(".", 1)[1] for r in results["results"]}
 
 
-def run(*args: str):
+def step(*args: str):
     result = cascade(*args)
     assert result.exit_code == 0, result.output
     return result
 
 
 def test_pr_builds_modified_models_and_their_children(project: Path) -> None:
-    reports = project / "reports"
-    # no promotion yet: a PR builds everything, and says so
-    run("branch", "--pr", "1")
-    first = run("transform", "--pr", "1", "--json")
+    exercise(project, pr=1, run=100)
+
+
+def exercise(project: Path, pr: int, run: int) -> None:
+    """No stored manifest: a full build; after a promotion: only what a change touches (none, when none)."""
+    reports = Path(os.environ["CASCADE_REPORTS_DIR"])
+    step("branch", "--pr", str(pr))
+    first = step("transform", "--pr", str(pr), "--json")
     assert "main has no stored dbt manifest" in first.stderr
     assert json.loads(first.stdout)["build"] == "full"
 
     # a pipeline run, promoted: main's history now holds its manifest
-    for step in (("branch",), ("transform",), ("validate",), ("promote",)):
-        run(*step, "--run-id", "100")
-    assert any(DBT_MANIFEST in c.properties for c in open_catalog().log("main"))
+    for command in ("branch", "transform", "validate", "promote"):
+        step(command, "--run-id", str(run))
+    settings = load_settings()
+    assert any(DBT_MANIFEST in c.properties for c in open_catalog(settings).log(settings.main_branch))
 
     # the PR changes `daily`: only it and its child rebuild
     (project / "dbt" / "models" / "daily.sql").write_text(
         "select count(*) as n, avg(sgv) as mean_sgv, max(sgv) as max_sgv from {{ ref('stg_readings') }}\n"
     )
-    run("branch", "--pr", "2")
-    result = run("transform", "--pr", "2", "--json")
+    step("branch", "--pr", str(pr), "--recreate")
+    result = step("transform", "--pr", str(pr), "--json")
     assert "state:modified+ against the manifest stored on main" in result.stderr
     payload = json.loads(result.stdout)
     assert payload["build"] == "state:modified+" and payload["state_from"]
     assert built(reports) == {"daily", "daily_report"}
-    tables = open_catalog().tables("pr/2")
+    tables = open_catalog(settings).tables(f"pr/{pr}")
     assert "max_sgv" in tables.load_table("main.daily").schema().column_names
     for untouched in ("stg_readings", "highs", "other"):  # not rebuilt, still there from main
         assert tables.load_table(f"main.{untouched}").scan().to_arrow().num_rows >= 1
 
     # nothing changed: nothing to build
     (project / "dbt" / "models" / "daily.sql").write_text(MODELS["daily"] + "\n")
-    run("branch", "--pr", "3")
-    run("transform", "--pr", "3")
+    step("branch", "--pr", str(pr), "--recreate")
+    step("transform", "--pr", str(pr))
     assert built(reports) == set()
 
     # a pipeline run (not a PR) always builds everything
-    run("branch", "--run-id", "101")
-    run("transform", "--run-id", "101")
+    step("branch", "--run-id", str(run + 1))
+    step("transform", "--run-id", str(run + 1))
     assert built(reports) == set(MODELS)
+    step("branch", "--pr", str(pr), "--delete")
