@@ -20,6 +20,7 @@ import click
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
     from cascade_ci.config import Settings
+    from cascade_ci.github_api import GitHubApi
 
 EXIT_OK, EXIT_DECISION, EXIT_ERROR = 0, 1, 2
 
@@ -46,7 +47,7 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
             context.meta[_PREFIX_KEY] = PR_PREFIX
             run_id = str(pr_number)
-        elif not run_id:
+        elif run_id is None:  # an empty one is refused by the stage, as any invalid id
             raise click.UsageError("give --run-id ID (or set GITHUB_RUN_ID), or --pr N for a pull request's branch")
         return fn(*args, run_id=run_id, **kwargs)
 
@@ -510,14 +511,41 @@ def gc(dry_run: bool, now_text: str | None, files: bool, as_json: bool) -> int:
     return EXIT_ERROR if storage.files.failed else EXIT_OK
 
 
+def _report_option(flag: str, name: str, what: str, default: str) -> Callable[..., Any]:
+    """An option naming a report file, by default the one `cascade validate` wrote into the reports folder."""
+    return click.option(
+        flag,
+        name,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"{what} [default: {default} in CASCADE_REPORTS_DIR, as `cascade validate` wrote it].",
+    )
+
+
+def _report_file(path: Path | None, default: str, flag: str) -> tuple[Settings, Path]:
+    """Settings, and the report file `path` names (else `default` in the reports folder); ConfigError if absent."""
+    from cascade_ci.errors import ConfigError
+
+    settings = _settings()
+    path = path or settings.path(settings.reports_dir) / default
+    if not path.is_file():
+        raise ConfigError(f"no {default} at {path}: run `cascade validate` first, or pass {flag}")
+    return settings, path
+
+
+def _github(purpose: str) -> GitHubApi:
+    """The repository's REST API from GITHUB_TOKEN and GITHUB_REPOSITORY; ConfigError when they are not set."""
+    from cascade_ci import github_api
+    from cascade_ci.errors import ConfigError
+
+    api = github_api.from_env()
+    if api is None:
+        raise ConfigError(f"GITHUB_TOKEN and GITHUB_REPOSITORY must be set to {purpose}")
+    return api
+
+
 @cli.command()
 @click.option("--pr", "pr_number", type=click.IntRange(min=1), required=True, help="Pull request number.")
-@click.option(
-    "--summary",
-    "summary_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The Markdown to post [default: summary.md in CASCADE_REPORTS_DIR, as `cascade validate` wrote it].",
-)
+@_report_option("--summary", "summary_path", "The Markdown to post", "summary.md")
 @json_option
 @command
 def comment(pr_number: int, summary_path: Path | None, as_json: bool) -> None:
@@ -527,16 +555,8 @@ def comment(pr_number: int, summary_path: Path | None, as_json: bool) -> None:
     this token wrote (its marker and its author) is ever edited. Needs GITHUB_TOKEN (with pull-requests: write)
     and GITHUB_REPOSITORY, as set in GitHub Actions.
     """
-    from cascade_ci import github_api
-    from cascade_ci.errors import ConfigError
-
-    settings = _settings()
-    summary_path = summary_path or settings.path(settings.reports_dir) / "summary.md"
-    if not summary_path.is_file():
-        raise ConfigError(f"no summary at {summary_path}: run `cascade validate` first, or pass --summary")
-    api = github_api.from_env()
-    if api is None:
-        raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set to comment on a pull request")
+    settings, summary_path = _report_file(summary_path, "summary.md", "--summary")
+    api = _github("comment on a pull request")
     body = summary_path.read_text(encoding="utf-8")
     diff = settings.path(settings.reports_dir) / "diff.md"
     if diff.is_file():
@@ -555,12 +575,7 @@ def comment(pr_number: int, summary_path: Path | None, as_json: bool) -> None:
     metavar="SHA",
     help="The commit the check runs belong to (default: $GITHUB_SHA; a pull request job passes its head sha).",
 )
-@click.option(
-    "--verdict",
-    "verdict_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The verdict [default: verdict.json in CASCADE_REPORTS_DIR, as `cascade validate` wrote it].",
-)
+@_report_option("--verdict", "verdict_path", "The verdict", "verdict.json")
 @json_option
 @command
 def checks(sha: str, verdict_path: Path | None, as_json: bool) -> None:
@@ -571,21 +586,14 @@ def checks(sha: str, verdict_path: Path | None, as_json: bool) -> None:
     """
     import re
 
-    from cascade_ci import github_api
-    from cascade_ci.errors import ConfigError
     from cascade_ci.report.checks import check_runs
     from cascade_ci.verdict import Verdict
 
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
         raise click.BadParameter(f"not a commit sha: {sha!r}", param_hint="--sha")
-    settings = _settings()
-    verdict_path = verdict_path or settings.path(settings.reports_dir) / "verdict.json"
-    if not verdict_path.is_file():
-        raise ConfigError(f"no verdict at {verdict_path}: run `cascade validate` first, or pass --verdict")
+    settings, verdict_path = _report_file(verdict_path, "verdict.json", "--verdict")
     verdict = Verdict.from_json(verdict_path.read_text(encoding="utf-8"))
-    api = github_api.from_env()
-    if api is None:
-        raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set to create check runs")
+    api = _github("create check runs")
     config = settings.config_file
     fallback = (
         config.relative_to(settings.root).as_posix()
@@ -622,20 +630,27 @@ def approve(event_path: Path, as_json: bool) -> None:
     fork's. Then writes the outputs run-id and approver ($GITHUB_OUTPUT) and exits 0; pass them on as
     `cascade promote --run-id ID --approved-by LOGIN`. Anything else is ignored: exit 1, nothing written.
     """
-    from cascade_ci import github, github_api
+    from cascade_ci import github
     from cascade_ci.approval import judge, read_event
-    from cascade_ci.errors import ConfigError
 
     settings = _settings()
     event = read_event(event_path)
-    api = github_api.from_env()
-    if api is None:
-        raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set to check the commenter's permission")
+    api = _github("check the commenter's permission")
     with api:
         approval = judge(event, settings.approvers, api)
     github.write_outputs(approval.outputs())
     click.echo(f"{approval.approver} approved promoting run {approval.run_id}", err=True)
     _emit(approval.to_dict(), as_json, f"run-id={approval.run_id}\napprover={approval.approver}")
+
+
+def _shown(properties: Any) -> dict[str, str]:
+    """Commit properties as `refs` and `log` print them: a stored dbt manifest by its size only."""
+    from cascade_ci.branch_state import DBT_MANIFEST
+
+    shown = dict(properties)
+    if DBT_MANIFEST in shown:
+        shown[DBT_MANIFEST] = f"<dbt manifest, {len(shown[DBT_MANIFEST]):,d} characters gzip+base64>"
+    return shown
 
 
 @cli.command()
@@ -655,7 +670,7 @@ def refs(prefix: str, as_json: bool) -> None:
                 "hash": ref.hash,
                 "time": head.time.isoformat(),
                 "message": head.message,
-                "properties": dict(head.properties),
+                "properties": _shown(head.properties),
             }
         )
     text = "\n".join(f"{r['kind']:6} {r['hash'][:12]}  {r['name']}  ({r['message']})" for r in rows)
@@ -677,7 +692,7 @@ def log(ref: str | None, limit: int, as_json: bool) -> None:
             "parents": list(c.parents),
             "time": c.time.isoformat(),
             "message": c.message,
-            "properties": dict(c.properties),
+            "properties": _shown(c.properties),
         }
         for c in commits
     ]
@@ -737,8 +752,8 @@ def check(as_json: bool) -> None:
       catalog [CASCADE_CATALOG]  engine [CASCADE_ENGINE]  home [CASCADE_HOME]
       reports_dir [CASCADE_REPORTS_DIR]  branch_prefix [CASCADE_BRANCH_PREFIX]
       main_branch [ICEBERG_NESSIE_REF]  gates [CASCADE_GATES]  required_gates [CASCADE_REQUIRED_GATES]
-      ingest_hours [CASCADE_INGEST_HOURS]  auto_promote_enabled  freshness_blocks_promotion
-      pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
+      ingest_hours [CASCADE_INGEST_HOURS]  auto_promote_enabled  approvers [CASCADE_APPROVERS]
+      freshness_blocks_promotion  pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
       validation_retry_delay_seconds  branch_retention_days  branch_retention_days_failed
       main_retention_days  main_retention_promotions  tag_retention_days  tag_retention_count  gc_grace_hours
       nessie_uri  nessie_warehouse  nessie_timeout  s3_endpoint  s3_region  trino_uri  trino_user

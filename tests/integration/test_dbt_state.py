@@ -87,6 +87,8 @@ def exercise(project: Path, pr: int, run: int) -> None:
         step(command, "--run-id", str(run))
     settings = load_settings()
     assert any(DBT_MANIFEST in c.properties for c in open_catalog(settings).log(settings.main_branch))
+    shown = [c["properties"].get(DBT_MANIFEST) for c in json.loads(step("log", "--json").stdout)]
+    assert any(text and text.startswith("<dbt manifest, ") for text in shown)  # its size, not 100 KB of base64
 
     # the PR changes `daily`: only it and its child rebuild
     (project / "dbt" / "models" / "daily.sql").write_text(
