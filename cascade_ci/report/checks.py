@@ -87,7 +87,8 @@ def check_runs(
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Per gate: the check run to create (completed) and its annotations, in the verdict's gate order."""
     runs = []
-    for gate in verdict.gates:
+    # a verdict without any gate blocks: say so in a check of its own
+    for gate in verdict.gates or (GateResult("verdict", error="no gate ran: a verdict without gates blocks"),):
         run = {
             "name": check_name(gate.gate),
             "head_sha": head_sha,

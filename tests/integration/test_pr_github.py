@@ -272,3 +272,14 @@ def test_promote_records_the_comment_approver(github, monkeypatch):
     assert result.exit_code == 0, result.output
     record = json.loads(open_catalog().log("main", limit=1)[0].properties["cascade.promotion"])
     assert record["approvers"] == "monalisa" and record["approved_by"] == "monalisa"
+
+
+def test_a_verdict_without_gates_is_one_failing_check(github, tmp_path, monkeypatch):
+    github.route("POST", f"/repos/{REPO}/check-runs", lambda req: check_run_created(github.url, 4, req))
+    monkeypatch.setenv("CASCADE_REPORTS_DIR", str(tmp_path))
+    verdict = Verdict("1", 1, "pr/7", "a" * 64, "main", "b" * 64, "2024-01-13T05:25:00+00:00", 0.1)
+    (tmp_path / "verdict.json").write_text(verdict.to_json())
+    result = cascade("checks", "--sha", SHA)
+    assert result.exit_code == 0, result.output
+    (sent,) = [r.json() for r in github.requests if r.method == "POST"]
+    assert (sent["name"], sent["conclusion"]) == ("cascade / verdict", "failure")
