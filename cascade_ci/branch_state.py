@@ -28,6 +28,7 @@ CREATED_BY = "cascade.created-by"
 BRANCH = "cascade.branch"
 DBT_TESTS = "cascade.dbt-tests"
 DBT_FRESHNESS = "cascade.dbt-freshness"
+DBT_MANIFEST = "cascade.dbt-manifest"  # the dbt manifest the transform built with, gzip + base64 (`state:modified`)
 CREATOR = "cascade-ci"
 FIRST_PAGE = 64
 HISTORY_LIMIT = 1000  # commits a pipeline branch may carry before its creation marker is looked for no further

@@ -20,6 +20,7 @@ import click
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
     from cascade_ci.config import Settings
+    from cascade_ci.github_api import GitHubApi
 
 EXIT_OK, EXIT_DECISION, EXIT_ERROR = 0, 1, 2
 
@@ -31,6 +32,47 @@ run_id_option = click.option(
     metavar="ID",
     help="Workflow run id (default: $GITHUB_RUN_ID). Names the branch pipeline/run-ID.",
 )
+
+
+def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--run-id ID or --pr N (not both): the branch pipeline/run-ID, or a pull request's branch pr/N."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, run_id: str | None, pr_number: int | None, **kwargs: Any) -> Any:
+        context = click.get_current_context()
+        if pr_number is not None:
+            if context.get_parameter_source("run_id") is click.core.ParameterSource.COMMANDLINE:
+                raise click.UsageError("--run-id and --pr exclude each other: give one")
+            from cascade_ci.naming import PR_PREFIX
+
+            context.meta[_PREFIX_KEY] = PR_PREFIX
+            run_id = str(pr_number)
+        elif run_id is None:  # an empty one is refused by the stage, as any invalid id
+            raise click.UsageError("give --run-id ID (or set GITHUB_RUN_ID), or --pr N for a pull request's branch")
+        return fn(*args, run_id=run_id, **kwargs)
+
+    options = [
+        click.option(
+            "--run-id",
+            envvar="GITHUB_RUN_ID",
+            metavar="ID",
+            help="Workflow run id (default: $GITHUB_RUN_ID). Names the branch pipeline/run-ID.",
+        ),
+        click.option(
+            "--pr",
+            "pr_number",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Work on pull request N's branch pr/N instead (never promoted; excludes --run-id).",
+        ),
+    ]
+    decorated: Callable[..., Any] = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
+
+
+_PREFIX_KEY = "cascade.branch_prefix"
 
 
 def _pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -127,6 +169,8 @@ def _settings(**overrides: Any) -> Settings:
 
     context = click.get_current_context(silent=True)
     config = context.find_root().params.get("config") if context else None
+    if context is not None and _PREFIX_KEY in context.meta:  # --pr: the pull request's branch pr/N
+        overrides = {"branch_prefix": context.meta[_PREFIX_KEY], **overrides}
     return load_settings(config, **overrides)
 
 
@@ -153,6 +197,16 @@ def _provenance(run: Any) -> dict[str, str]:
         with api:
             found["approvers"] = ",".join(api.approvers(run.run_id))
     return {key: value for key, value in found.items() if value}
+
+
+def _approved(provenance: dict[str, str], login: str) -> dict[str, str]:
+    """Provenance with `login` among the approvers (a comment approval, recorded as an environment one)."""
+    from cascade_ci.github_api import valid_login
+
+    if not valid_login(login):
+        raise click.BadParameter(f"not a GitHub login: {login!r}", param_hint="--approved-by")
+    approvers = [name for name in provenance.get("approvers", "").split(",") if name]
+    return {**provenance, "approvers": ",".join(dict.fromkeys([*approvers, login])), "approved_by": login}
 
 
 def _parse_now(value: str | None) -> datetime:
@@ -190,7 +244,7 @@ def cli(config: Path | None) -> None:
 
 
 @cli.command()
-@run_id_option
+@target_options
 @click.option(
     "--attempt",
     envvar="GITHUB_RUN_ATTEMPT",
@@ -200,17 +254,26 @@ def cli(config: Path | None) -> None:
     help="Run attempt (default: $GITHUB_RUN_ATTEMPT). A rerun reuses the run's branch.",
 )
 @click.option("--recreate", is_flag=True, help="Drop the run's branch and start it afresh from main.")
+@click.option("--delete", is_flag=True, help="Delete the pull request's branch pr/N (with --pr only; 0 when absent).")
 @json_option
 @command
-def branch(run_id: str, attempt: int, recreate: bool, as_json: bool) -> None:
+def branch(run_id: str, attempt: int, recreate: bool, delete: bool, as_json: bool) -> None:
     """Create (or reuse) the run's branch from main and print its name.
 
     Writes the job outputs branch, base_hash, head_hash, attempt and action when $GITHUB_OUTPUT is set.
+    With --pr N the branch is pr/N (`--recreate` on each push; `--delete` when the pull request closes).
     """
     from cascade_ci import github
-    from cascade_ci.stages.branch import create_run_branch
+    from cascade_ci.stages.branch import create_run_branch, delete_pr_branch
 
     settings, catalog = _open()
+    if delete:
+        if recreate:
+            raise click.UsageError("--delete and --recreate exclude each other")
+        deleted = delete_pr_branch(settings, catalog, run_id)
+        click.echo(f"{deleted.action} {deleted.branch}", err=True)
+        _emit(deleted.to_dict(), as_json, deleted.action)
+        return
     result = create_run_branch(settings, catalog, run_id, attempt=attempt, recreate=recreate)
     github.write_outputs(result.outputs())
     click.echo(f"{result.action} {result.branch} at {result.head_hash[:12]} (base {result.base_hash[:12]})", err=True)
@@ -218,7 +281,7 @@ def branch(run_id: str, attempt: int, recreate: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@run_id_option
+@target_options
 @source_options
 @json_option
 @command
@@ -241,7 +304,33 @@ def ingest(run_id: str, sources: tuple[str, ...], options: dict[str, str], as_js
 
 
 @cli.command()
-@run_id_option
+@target_options
+@click.option("--reports-dir", type=click.Path(file_okay=False), help="Where reports go (default: reports).")
+@json_option
+@command
+def diff(run_id: str, reports_dir: str | None, as_json: bool) -> None:
+    """Diff the branch's data against main where it forked, table by table, by key.
+
+    Per table: rows added, removed and changed, matched on the table's key (`unique` of [tables.X], else
+    its source's `keys`; whole rows when it has none), columns added, removed or re-typed, and up to 5
+    sample keys per kind. Only keys and column names are shown, never other values. Writes diff.md (which
+    `cascade comment` appends) and diff.json into the reports folder.
+    """
+    from cascade_ci import github
+    from cascade_ci.stages.diff import diff_branch, write_reports
+
+    settings, catalog = _open(reports_dir=Path(reports_dir).resolve() if reports_dir else None)
+    result = diff_branch(settings, catalog, run_id)
+    paths = write_reports(result, settings.path(settings.reports_dir))
+    github.write_outputs({**result.outputs(), "diff_path": str(paths["markdown"])})
+    click.echo(
+        f"{len(result.tables)} table(s) of {result.branch} differ from {result.base_ref}; {paths['markdown']}", err=True
+    )
+    _emit(result.to_dict(), as_json, paths["markdown"].read_text(encoding="utf-8"))
+
+
+@cli.command()
+@target_options
 @json_option
 @command
 def transform(run_id: str, as_json: bool) -> None:
@@ -259,13 +348,19 @@ def transform(run_id: str, as_json: bool) -> None:
     settings, catalog = _open()
     result = run_transform(settings, catalog, run_id)
     github.write_outputs(result.outputs())
+    if result.state_from:
+        click.echo(
+            f"dbt built state:modified+ against the manifest stored on main at {result.state_from[:12]}", err=True
+        )
+    elif result.branch.startswith("pr/"):
+        click.echo("dbt built everything: main has no stored dbt manifest to compare against", err=True)
     tests = ", ".join(f"{count} {status}" for status, count in sorted(result.tests.items()))
     click.echo(f"built {len(result.rows)} tables on {result.branch}; dbt tests: {tests or 'none'}", err=True)
     _emit(result.to_dict(), as_json, tests)
 
 
 @cli.command()
-@run_id_option
+@target_options
 @click.option("--gates", metavar="LIST", help="Comma-separated gates to run (default: $CASCADE_GATES).")
 @click.option("--reports-dir", type=click.Path(file_okay=False), help="Where reports go (default: reports).")
 @click.option("--full", is_flag=True, help="Validate every row, even of tables the branch only appended to.")
@@ -302,9 +397,14 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     is_flag=True,
     help="When main moved, bring the branch up to date (`cascade update`) and try again, a few times.",
 )
+@click.option(
+    "--approved-by",
+    metavar="LOGIN",
+    help="Record LOGIN as the approver in main's history, as an environment approval is (`cascade approve`'s output).",
+)
 @json_option
 @command
-def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
+def promote(run_id: str, dry_run: bool, update: bool, approved_by: str | None, as_json: bool) -> None:
     """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
 
     Refuses (exit 1) unless the newest verdict passed and judged exactly the branch head, and main
@@ -319,6 +419,8 @@ def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
     settings, catalog = _open()
     run = github.RunContext.from_env()
     provenance = _provenance(run)
+    if approved_by:
+        provenance = _approved(provenance, approved_by)
     result = run_promotion(
         settings,
         catalog,
@@ -422,35 +524,146 @@ def gc(dry_run: bool, now_text: str | None, files: bool, as_json: bool) -> int:
     return EXIT_ERROR if storage.files.failed else EXIT_OK
 
 
+def _report_option(flag: str, name: str, what: str, default: str) -> Callable[..., Any]:
+    """An option naming a report file, by default the one `cascade validate` wrote into the reports folder."""
+    return click.option(
+        flag,
+        name,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"{what} [default: {default} in CASCADE_REPORTS_DIR, as `cascade validate` wrote it].",
+    )
+
+
+def _report_file(path: Path | None, default: str, flag: str) -> tuple[Settings, Path]:
+    """Settings, and the report file `path` names (else `default` in the reports folder); ConfigError if absent."""
+    from cascade_ci.errors import ConfigError
+
+    settings = _settings()
+    path = path or settings.path(settings.reports_dir) / default
+    if not path.is_file():
+        raise ConfigError(f"no {default} at {path}: run `cascade validate` first, or pass {flag}")
+    return settings, path
+
+
+def _github(purpose: str) -> GitHubApi:
+    """The repository's REST API from GITHUB_TOKEN and GITHUB_REPOSITORY; ConfigError when they are not set."""
+    from cascade_ci import github_api
+    from cascade_ci.errors import ConfigError
+
+    api = github_api.from_env()
+    if api is None:
+        raise ConfigError(f"GITHUB_TOKEN and GITHUB_REPOSITORY must be set to {purpose}")
+    return api
+
+
 @cli.command()
 @click.option("--pr", "pr_number", type=click.IntRange(min=1), required=True, help="Pull request number.")
-@click.option(
-    "--summary",
-    "summary_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The Markdown to post [default: summary.md in CASCADE_REPORTS_DIR, as `cascade validate` wrote it].",
-)
+@_report_option("--summary", "summary_path", "The Markdown to post", "summary.md")
 @json_option
 @command
 def comment(pr_number: int, summary_path: Path | None, as_json: bool) -> None:
     """Post the verdict on a pull request as one sticky comment, updated in place on every run.
 
-    Needs GITHUB_TOKEN (with pull-requests: write) and GITHUB_REPOSITORY, as set in GitHub Actions.
+    The comment is summary.md, then diff.md (`cascade diff`) when the reports folder has one. Only a comment
+    this token wrote (its marker and its author) is ever edited. Needs GITHUB_TOKEN (with pull-requests: write)
+    and GITHUB_REPOSITORY, as set in GitHub Actions.
     """
-    from cascade_ci import github_api
-    from cascade_ci.errors import ConfigError
-
-    settings = _settings()
-    summary_path = summary_path or settings.path(settings.reports_dir) / "summary.md"
-    if not summary_path.is_file():
-        raise ConfigError(f"no summary at {summary_path}: run `cascade validate` first, or pass --summary")
-    api = github_api.from_env()
-    if api is None:
-        raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set to comment on a pull request")
+    settings, summary_path = _report_file(summary_path, "summary.md", "--summary")
+    api = _github("comment on a pull request")
+    body = summary_path.read_text(encoding="utf-8")
+    diff = settings.path(settings.reports_dir) / "diff.md"
+    if diff.is_file():
+        body = f"{body.rstrip()}\n\n{diff.read_text(encoding='utf-8')}"
     with api:
-        action = api.upsert_comment(pr_number, summary_path.read_text(encoding="utf-8"))
+        action = api.upsert_comment(pr_number, body)
     click.echo(f"{action} the verdict comment on pull request #{pr_number}", err=True)
     _emit({"action": action, "pr": pr_number}, as_json, action)
+
+
+@cli.command()
+@click.option(
+    "--sha",
+    envvar="GITHUB_SHA",
+    required=True,
+    metavar="SHA",
+    help="The commit the check runs belong to (default: $GITHUB_SHA; a pull request job passes its head sha).",
+)
+@_report_option("--verdict", "verdict_path", "The verdict", "verdict.json")
+@json_option
+@command
+def checks(sha: str, verdict_path: Path | None, as_json: bool) -> None:
+    """Create one completed check run per gate, `cascade / <gate>`, so branch protection can require any.
+
+    success when the gate passed, neutral with warnings only, failure when it blocks or could not run; its
+    failing checks become annotations. Needs GITHUB_TOKEN (with checks: write) and GITHUB_REPOSITORY.
+    """
+    import re
+
+    from cascade_ci.report.checks import check_runs
+    from cascade_ci.verdict import Verdict
+
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
+        raise click.BadParameter(f"not a commit sha: {sha!r}", param_hint="--sha")
+    settings, verdict_path = _report_file(verdict_path, "verdict.json", "--verdict")
+    verdict = Verdict.from_json(verdict_path.read_text(encoding="utf-8"))
+    api = _github("create check runs")
+    config = settings.config_file
+    fallback = (
+        config.relative_to(settings.root).as_posix()
+        if config and config.is_relative_to(settings.root)
+        else "cascade.toml"
+    )
+    created = []
+    with api:
+        for run, notes in check_runs(verdict, sha, fallback):
+            created.append(
+                {"name": run["name"], "conclusion": run["conclusion"], "id": api.create_check_run(run, notes)}
+            )
+            click.echo(f"{run['name']}: {run['conclusion']} ({len(notes)} annotations)", err=True)
+    _emit(created, as_json, "\n".join(f"{c['name']} {c['conclusion']}" for c in created))
+
+
+@cli.command()
+@click.option(
+    "--event",
+    "event_path",
+    envvar="GITHUB_EVENT_PATH",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The issue_comment event payload (default: $GITHUB_EVENT_PATH).",
+)
+@json_option
+@command
+def approve(event_path: Path, as_json: bool) -> None:
+    """Accept a `/cascade promote <run id>` comment as a promotion approval, for repositories without
+    environment reviewers.
+
+    It counts when its author is listed in the config's `approvers` (CASCADE_APPROVERS), is a user with
+    write, maintain or admin permission (asked of the API), and the comment is in this repository, not a
+    fork's. Then writes the outputs run-id and approver ($GITHUB_OUTPUT) and exits 0; pass them on as
+    `cascade promote --run-id ID --approved-by LOGIN`. Anything else is ignored: exit 1, nothing written.
+    """
+    from cascade_ci import github
+    from cascade_ci.approval import judge, read_event
+
+    settings = _settings()
+    event = read_event(event_path)
+    api = _github("check the commenter's permission")
+    with api:
+        approval = judge(event, settings.approvers, api)
+    github.write_outputs(approval.outputs())
+    click.echo(f"{approval.approver} approved promoting run {approval.run_id}", err=True)
+    _emit(approval.to_dict(), as_json, f"run-id={approval.run_id}\napprover={approval.approver}")
+
+
+def _shown(properties: Any) -> dict[str, str]:
+    """Commit properties as `refs` and `log` print them: a stored dbt manifest by its size only."""
+    from cascade_ci.branch_state import DBT_MANIFEST
+
+    shown = dict(properties)
+    if DBT_MANIFEST in shown:
+        shown[DBT_MANIFEST] = f"<dbt manifest, {len(shown[DBT_MANIFEST]):,d} characters gzip+base64>"
+    return shown
 
 
 @cli.command()
@@ -470,7 +683,7 @@ def refs(prefix: str, as_json: bool) -> None:
                 "hash": ref.hash,
                 "time": head.time.isoformat(),
                 "message": head.message,
-                "properties": dict(head.properties),
+                "properties": _shown(head.properties),
             }
         )
     text = "\n".join(f"{r['kind']:6} {r['hash'][:12]}  {r['name']}  ({r['message']})" for r in rows)
@@ -496,7 +709,7 @@ def log(ref: str | None, limit: int, as_json: bool) -> None:
             "parents": list(c.parents),
             "time": c.time.isoformat(),
             "message": c.message,
-            "properties": dict(c.properties),
+            "properties": _shown(c.properties),
         }
         for c in commits
     ]
@@ -556,8 +769,8 @@ def check(as_json: bool) -> None:
       catalog [CASCADE_CATALOG]  engine [CASCADE_ENGINE]  home [CASCADE_HOME]
       reports_dir [CASCADE_REPORTS_DIR]  branch_prefix [CASCADE_BRANCH_PREFIX]
       main_branch [ICEBERG_NESSIE_REF]  gates [CASCADE_GATES]  required_gates [CASCADE_REQUIRED_GATES]
-      ingest_hours [CASCADE_INGEST_HOURS]  auto_promote_enabled  freshness_blocks_promotion
-      pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
+      ingest_hours [CASCADE_INGEST_HOURS]  auto_promote_enabled  approvers [CASCADE_APPROVERS]
+      freshness_blocks_promotion  pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
       validation_retry_delay_seconds  branch_retention_days  branch_retention_days_failed
       main_retention_days  main_retention_promotions  tag_retention_days  tag_retention_count  gc_grace_hours
       nessie_uri  nessie_warehouse  nessie_timeout  s3_endpoint  s3_region  trino_uri  trino_user

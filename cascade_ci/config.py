@@ -163,6 +163,8 @@ class Settings(BaseSettings):
     gates: Annotated[list[str] | None, NoDecode] = Field(None, validation_alias="CASCADE_GATES")
     required_gates: Annotated[list[str] | None, NoDecode] = Field(None, validation_alias="CASCADE_REQUIRED_GATES")
     auto_promote_enabled: bool = True
+    # Logins whose `/cascade promote <run id>` PR comment approves a promotion (`cascade approve`).
+    approvers: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="CASCADE_APPROVERS")
     freshness_blocks_promotion: bool = False
     pandera_critical_level: Severity = Severity.ERROR
     validation_retry_enabled: bool = True
@@ -251,6 +253,11 @@ class Settings(BaseSettings):
                 raise ValueError("name at least one gate")
             return names
         return value
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _logins(cls, value: Any) -> Any:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @field_validator("tables")
     @classmethod

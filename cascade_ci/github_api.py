@@ -26,6 +26,10 @@ MARKER = "<!-- cascade-ci:verdict -->"
 COMMENT_LIMIT = 65_536  # GitHub rejects an issue comment body longer than this (characters)
 _CUT_NOTE = "\n\n_Comment cut at GitHub's 65,536-character limit; the full text is in reports/._"
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")  # a user login (never a bot's)
+ACTIONS_BOT = "github-actions[bot]"  # the author of what a workflow's GITHUB_TOKEN writes
+AUTHOR_ENV = "CASCADE_COMMENT_AUTHOR"  # e.g. `my-app[bot]` when a GitHub App's installation token comments
+ANNOTATIONS_PER_REQUEST = 50  # the Checks API takes at most 50 annotations per request
 
 
 DEFAULT_BASE_URL = "https://api.github.com"
@@ -100,6 +104,7 @@ class GitHubApi:
         self._token = token
         self._client = client
         self._owned = client is None
+        self._login: str | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"GitHubApi(repository={self.repository!r}, base_url={self.base_url!r})"
@@ -156,22 +161,34 @@ class GitHubApi:
                 logins.append(login)
         return logins
 
-    def upsert_comment(self, pr_number: int, body: str, marker: str = MARKER) -> str:
-        """Edit the PR's comment that carries `marker`, else create it; "updated" or "created".
+    def identity(self) -> str:
+        """The login comments made with this token carry: `GET /user`, else (an Actions or app installation
+        token, which `GET /user` answers 403) $CASCADE_COMMENT_AUTHOR, else `github-actions[bot]`."""
+        if self._login is None:
+            try:
+                data = self._get("/user", missing=None)
+            except GitHubApiRefusedError as exc:
+                if exc.status != 403:
+                    raise
+                data = None
+            login = data.get("login") if isinstance(data, dict) else None
+            self._login = login if isinstance(login, str) and login else os.environ.get(AUTHOR_ENV) or ACTIONS_BOT
+        return self._login
 
-        The author is not checked: with the workflow's GITHUB_TOKEN, `GET /user` answers 403, so who "we" are
-        is not cheap to know. The first comment with the marker wins.
-        """
+    def upsert_comment(self, pr_number: int, body: str, marker: str = MARKER) -> str:
+        """Edit the PR's comment that carries `marker` and was written by this token's identity, else create one;
+        "updated" or "created". A comment with the marker by anyone else is never edited."""
         from github.IssueComment import IssueComment
         from github.PaginatedList import PaginatedList
 
         if isinstance(pr_number, bool) or not isinstance(pr_number, int) or pr_number < 1:
             raise ConfigError(f"not a pull request number: {pr_number!r}")
         text = comment_body(body, marker)
+        me = self.identity()
         listing = f"/repos/{self.repository}/issues/{pr_number}/comments"
         with self._translated("GET", listing):
             comments = PaginatedList(IssueComment, self._gh.requester, listing, None)
-            found = next((c for c in comments if isinstance(c.body, str) and marker in c.body), None)
+            found = next((c for c in comments if isinstance(c.body, str) and marker in c.body and _by(c, me)), None)
         if found is not None:
             path = f"/repos/{self.repository}/issues/comments/{found.id}"
             with self._translated("PATCH", path):
@@ -181,7 +198,46 @@ class GitHubApi:
             self._gh.requester.requestJsonAndCheck("POST", listing, input={"body": text})
         return "created"
 
+    def create_check_run(self, run: Mapping[str, Any], annotations: list[Mapping[str, Any]]) -> int:
+        """`POST /repos/{repo}/check-runs` with the first ANNOTATIONS_PER_REQUEST annotations, then `PATCH` the
+        rest in batches of as many (GitHub's limit per request; they accumulate); the check run's id."""
+        first, rest = annotations[:ANNOTATIONS_PER_REQUEST], annotations[ANNOTATIONS_PER_REQUEST:]
+        payload = {**run, "output": {**run["output"], "annotations": first}}
+        created = self._send("POST", f"/repos/{self.repository}/check-runs", payload)
+        run_id = created.get("id") if isinstance(created, dict) else None
+        if not isinstance(run_id, int):
+            raise GitHubApiRefusedError(f"GitHub answered no check run id for {self._url('/check-runs')}")
+        path = f"/repos/{self.repository}/check-runs/{run_id}"
+        for start in range(0, len(rest), ANNOTATIONS_PER_REQUEST):
+            batch = rest[start : start + ANNOTATIONS_PER_REQUEST]
+            self._send("PATCH", path, {"output": {**run["output"], "annotations": batch}})
+        return run_id
+
+    def permission(self, login: str) -> str:
+        """`login`'s role on the repository (admin, maintain, write, triage, read or none); "none" when the
+        login is not a valid user name or GitHub knows no such user."""
+        if not valid_login(login):
+            return "none"
+        data = self._get(f"/repos/{self.repository}/collaborators/{login}/permission", missing=None)
+        if not isinstance(data, dict):
+            return "none"
+        role = data.get("role_name") or data.get("permission")
+        return role if isinstance(role, str) else "none"
+
+    def pull_request_head_repo(self, number: int) -> str:
+        """The `owner/name` a pull request's head branch lives in ("" when its fork was deleted)."""
+        data = self._get(f"/repos/{self.repository}/pulls/{int(number)}", missing=None)
+        head = data.get("head") if isinstance(data, dict) else None
+        repo = head.get("repo") if isinstance(head, dict) else None
+        name = repo.get("full_name") if isinstance(repo, dict) else None
+        return name if isinstance(name, str) else ""
+
     # -- plumbing ------------------------------------------------------------------------------------
+
+    def _send(self, verb: str, path: str, payload: Mapping[str, Any]) -> Any:
+        """`verb` `path` with a JSON body; the JSON GitHub answers."""
+        with self._translated(verb, path):
+            return self._gh.requester.requestJsonAndCheck(verb, path, input=dict(payload))[1]
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -243,6 +299,17 @@ class GitHubApi:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
+
+
+def valid_login(login: str) -> bool:
+    """True for a GitHub user login (letters, digits, single inner hyphens, at most 39; never a bot's)."""
+    return bool(_LOGIN.fullmatch(login))
+
+
+def _by(comment: Any, login: str) -> bool:
+    """True if `comment` was written by `login` (GitHub's own user object of the comment)."""
+    user = comment.user  # from the listing itself (reading `raw_data` would fetch each comment again)
+    return user is not None and user.login == login
 
 
 def comment_body(body: str, marker: str = MARKER) -> str:

@@ -11,6 +11,7 @@ from cascade_ci.errors import InvalidNameError
 DEFAULT_BRANCH_PREFIX = "pipeline/run-"
 MAIN = "main"
 TAG_PREFIX = "prod-"
+PR_PREFIX = "pr/"  # pull request branches `pr/N`: forked from main, never promoted, deleted when the PR closes
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Nessie's own ref-name rule, narrowed: letters first, no "..", no "//", no trailing "/" or ".".
@@ -76,6 +77,19 @@ def validate_prefix(prefix: str) -> str:
 def branch_name(run_id: str, prefix: str = DEFAULT_BRANCH_PREFIX) -> str:
     """`pipeline/run-{run_id}`: one branch per workflow run, shared by all its attempts."""
     return validate_ref_name(validate_prefix(prefix) + validate_run_id(run_id))
+
+
+def pr_branch(number: int) -> str:
+    """`pr/{number}`: the branch a pull request's checks run on."""
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise InvalidNameError(f"invalid pull request number {number!r}: a positive integer")
+    return branch_name(str(number), PR_PREFIX)
+
+
+def is_pr_branch(name: str) -> bool:
+    """True for a pull request branch name (`pr/N`)."""
+    rest = name.removeprefix(PR_PREFIX)
+    return name.startswith(PR_PREFIX) and rest.isdigit() and rest.isascii()
 
 
 def run_id_of(branch: str, prefix: str = DEFAULT_BRANCH_PREFIX) -> str | None:

@@ -23,8 +23,8 @@ from cascade_ci.branch_state import (
     read_branch,
 )
 from cascade_ci.catalog.base import scratch_name
-from cascade_ci.errors import AlreadyExistsError, NotFoundError, RefusedError
-from cascade_ci.naming import branch_name, validate_attempt
+from cascade_ci.errors import AlreadyExistsError, ConflictError, NotFoundError, RefusedError
+from cascade_ci.naming import PR_PREFIX, branch_name, is_pr_branch, validate_attempt
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
@@ -81,6 +81,32 @@ def create_run_branch(
     finally:
         catalog.delete_ref(scratch, marker)
     return BranchResult(name, main.hash, marker, attempt, "recreated" if state else "created")
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    branch: str
+    action: str  # deleted | absent
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def delete_pr_branch(settings: Settings, catalog: BranchCatalog, number: str) -> DeleteResult:
+    """Delete pull request branch `pr/{number}` (only `pr/*` names); "absent" when it does not exist."""
+    name = branch_name(number, settings.branch_prefix)
+    if settings.branch_prefix != PR_PREFIX or not is_pr_branch(name):
+        raise RefusedError(f"only pull request branches ({PR_PREFIX}N) are deleted this way, not {name!r}")
+    for _ in range(3):  # a push racing the close may move the branch between reading and deleting
+        try:
+            ref = catalog.get_ref(name)
+            catalog.delete_ref(name, expected_hash=ref.hash)
+        except NotFoundError:
+            return DeleteResult(name, "absent")
+        except ConflictError:
+            continue
+        return DeleteResult(name, "deleted")
+    raise RefusedError(f"{name} kept moving while being deleted; run `cascade branch --pr {number} --delete` again")
 
 
 def _marker_commit(catalog: BranchCatalog, scratch: str, base_hash: str, name: str, run_id: str, attempt: int) -> str:

@@ -1,6 +1,7 @@
 """GC stage: delete pipeline branches past their retention; with `--files`, storage past retention too.
 
-Only branches under the configured prefix that carry cascade-ci's creation marker are candidates.
+Only branches under the configured prefix, and pull request branches `pr/N`, that carry cascade-ci's creation
+marker are candidates.
 Passed and promoted runs are kept `BRANCH_RETENTION_DAYS`, failed or never-validated runs
 `BRANCH_RETENTION_DAYS_FAILED`, counted from the branch's last commit. Deletes are compare-and-swap
 on the head that was judged: a branch written to meanwhile is kept.
@@ -24,7 +25,7 @@ from cascade_ci.branch_state import RUN_ID, read_branch
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.catalog.sweep import IN_PROGRESS_MARGIN, Chain, chain_until, sweep
 from cascade_ci.errors import ConflictError, NotFoundError, ServiceUnavailableError
-from cascade_ci.naming import TAG_PREFIX
+from cascade_ci.naming import PR_PREFIX, TAG_PREFIX, is_pr_branch
 from cascade_ci.stages.retention import expire_tag, judge_tags, retained_history, rollback_targets, tag_time
 
 if TYPE_CHECKING:
@@ -88,7 +89,8 @@ def collect_garbage(
         if not state.ours:
             return GcDecision(ref.name, ref.hash, "foreign", age, None, "skipped", "not created by cascade-ci")
         run_id = state.created.properties.get(RUN_ID) if state.created else None
-        run = runs(run_id) if runs and run_id else None
+        # a pull request branch's id is the PR number, not a workflow run's
+        run = runs(run_id) if runs and run_id and not is_pr_branch(ref.name) else None
         if run is not None and run.in_progress:
             return GcDecision(ref.name, ref.hash, "running", age, None, "kept", "its workflow run is in progress")
         status = _status(state, published, run)
@@ -109,10 +111,14 @@ def collect_garbage(
             return GcDecision(ref.name, ref.hash, status, age, keep_days, "kept", f"catalog unavailable: {e}")
         return GcDecision(ref.name, ref.hash, status, age, keep_days, "deleted", "expired")
 
+    prefixes = dict.fromkeys([settings.branch_prefix, PR_PREFIX])  # pull request branches a closed PR left behind
     candidates = [
         ref
-        for ref in catalog.list_refs(settings.branch_prefix)
-        if ref.kind is RefKind.BRANCH and ref.name != settings.main_branch
+        for prefix in prefixes
+        for ref in catalog.list_refs(prefix)
+        if ref.kind is RefKind.BRANCH
+        and ref.name != settings.main_branch
+        and (prefix == settings.branch_prefix or is_pr_branch(ref.name))
     ]
     # Each branch is judged on its own: a remote catalog answers several at once.
     workers = GC_WORKERS if catalog.capabilities.concurrent_calls else 1

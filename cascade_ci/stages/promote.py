@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.branch_state import FIRST_PAGE, HISTORY_LIMIT, KIND, RUN_ID, MetaKind, read_branch
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.errors import ConflictError, RefusedError
-from cascade_ci.naming import TAG_PREFIX, branch_name, promotion_tag
+from cascade_ci.naming import PR_PREFIX, TAG_PREFIX, branch_name, is_pr_branch, promotion_tag
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Commit
@@ -125,6 +125,8 @@ def promote(
     `update`: when main moved, bring the branch up to date and validate it again (`report` gets each new
     verdict), then promote; at most `attempts` tries.
     """
+    if is_pr_branch(branch_name(run_id, settings.branch_prefix)):
+        raise RefusedError(f"pull request branches ({PR_PREFIX}N) are never promoted; merge the pull request instead")
     if not update:
         try:
             return _promote_once(settings, catalog, run_id, dry_run, provenance, clock)

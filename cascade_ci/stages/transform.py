@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.branch_state import DBT_FRESHNESS, DBT_TESTS, KIND, MetaKind
+from cascade_ci.branch_state import DBT_FRESHNESS, DBT_MANIFEST, DBT_TESTS, HISTORY_LIMIT, KIND, MetaKind
 from cascade_ci.errors import CascadeError, ConfigError, Terminal
-from cascade_ci.naming import branch_name
+from cascade_ci.naming import branch_name, is_pr_branch
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
@@ -46,6 +46,8 @@ class TransformResult:
     rows: dict[str, int]
     tests: dict[str, int]
     run_results: str
+    build: str = "full"  # full | state:modified+ (a pull request's branch against main's stored manifest)
+    state_from: str | None = None  # the main commit whose stored manifest the build compared against
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,10 +87,13 @@ class DbtProject:
         profile = config.profile or str(declared.get("profile") or "cascade")
         return cls(path, profile, config, settings.root)
 
-    def selection(self) -> list[str]:
-        """--select / --exclude / --vars as the config gives them."""
+    def selection(self, modified_only: bool = False) -> list[str]:
+        """--select / --exclude / --vars as the config gives them; `modified_only` narrows the selection to
+        `state:modified+` (the `--state` folder is passed separately)."""
         args = []
-        if self.config.select:
+        if modified_only:
+            args += ["--select", *([f"state:modified+,{s}" for s in self.config.select] or ["state:modified+"])]
+        elif self.config.select:
             args += ["--select", *self.config.select]
         if self.config.exclude:
             args += ["--exclude", *self.config.exclude]
@@ -212,6 +217,62 @@ def source_freshness(manifest: dict[str, Any], project: DbtProject) -> list[dict
     return sorted(declared, key=lambda entry: entry["table"])
 
 
+def pack_manifest(data: bytes) -> str:
+    """The manifest as a commit property: gzip, then base64."""
+    import base64
+    import gzip
+
+    return base64.b64encode(gzip.compress(data, mtime=0)).decode("ascii")
+
+
+def unpack_manifest(text: str) -> bytes:
+    import base64
+    import gzip
+
+    return gzip.decompress(base64.b64decode(text))
+
+
+def stored_manifest(catalog: BranchCatalog, ref: str) -> tuple[str, bytes] | None:
+    """The newest dbt manifest stored in `ref`'s history (the commit and the manifest), or None."""
+    for commit in catalog.log(ref, limit=HISTORY_LIMIT):
+        text = commit.properties.get(DBT_MANIFEST)
+        if text:
+            return commit.hash, unpack_manifest(text)
+    return None
+
+
+def same_place(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`stored` with each node and source that `current` also has put in the database `current` puts it in.
+
+    The engine gives every branch its own database (Trino: a catalog per branch), so a manifest built on
+    another branch names another database; dbt would count every source, and all that reads it, as modified.
+    """
+    for section in ("nodes", "sources"):
+        now = current.get(section) or {}
+        for unique_id, node in (stored.get(section) or {}).items():
+            here = now.get(unique_id)
+            if not isinstance(node, dict) or not isinstance(here, dict) or node.get("database") == here.get("database"):
+                continue
+            node["database"] = here.get("database")
+            if "relation_name" in node:
+                node["relation_name"] = here.get("relation_name")
+    return stored
+
+
+def _state_dir(catalog: BranchCatalog, settings: Settings, work_dir: Path) -> tuple[Path, str] | None:
+    """Main's stored manifest, placed where this run's parse (target/manifest.json) puts things, written into a
+    `--state` folder; with the commit it came from. None when main has none."""
+    found = stored_manifest(catalog, settings.main_branch)
+    if found is None:
+        return None
+    state = work_dir / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    stored = same_place(json.loads(found[1]), _manifest(work_dir))
+    (state / "manifest.json").write_text(json.dumps(stored), encoding="utf-8")
+    return state, found[0]
+
+
 def _model_failures(run_results: dict[str, Any]) -> list[str]:
     return [
         f"{r['unique_id']}: {(r.get('message') or '').strip()}"
@@ -235,10 +296,14 @@ def transform(settings: Settings, catalog: BranchCatalog, run_id: str, engine: E
         try:
             target = engine.prepare(name)
             run_dbt(["parse"], project, target, work_dir)
+            # a pull request's branch forked from main: models main's manifest says are unchanged are there already
+            state = _state_dir(catalog, settings, work_dir) if is_pr_branch(name) else None
+            state_args = ["--state", str(state[0])] if state else []
             incremental = incremental_tables(_manifest(work_dir))
             if incremental:
                 target = engine.prepare(name, incremental)
-            built = run_dbt(["build", "--exclude-resource-type", "test", "unit_test", *project.selection()],
+            selection = project.selection(modified_only=state is not None)
+            built = run_dbt(["build", "--exclude-resource-type", "test", "unit_test", *selection, *state_args],
                             project, target, work_dir)  # fmt: skip
             failures = _model_failures(built)
             if failures:
@@ -251,6 +316,8 @@ def transform(settings: Settings, catalog: BranchCatalog, run_id: str, engine: E
         reports.mkdir(parents=True, exist_ok=True)
         for artifact in ("run_results.json", "manifest.json"):
             shutil.copyfile(work_dir / "target" / artifact, reports / artifact)
+        (reports / "build_results.json").write_text(json.dumps(built), encoding="utf-8")  # what `dbt build` built
+        packed = pack_manifest((work_dir / "target" / "manifest.json").read_bytes())
     outcomes = outcomes_from(tested, manifest, project.path, settings.root)
     counts: dict[str, int] = {}
     for outcome in outcomes:
@@ -264,7 +331,9 @@ def transform(settings: Settings, catalog: BranchCatalog, run_id: str, engine: E
             KIND: MetaKind.TRANSFORM,
             DBT_TESTS: json.dumps(outcomes, sort_keys=True),
             DBT_FRESHNESS: json.dumps(source_freshness(manifest, project), sort_keys=True),
+            DBT_MANIFEST: packed,
         },
         expected_hash=head.hash,
     )
-    return TransformResult(name, after.hash, rows, counts, str(reports / "run_results.json"))
+    build, state_from = ("state:modified+", state[1]) if state else ("full", None)
+    return TransformResult(name, after.hash, rows, counts, str(reports / "run_results.json"), build, state_from)
