@@ -26,6 +26,7 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/actionlint
 	$(BIN)/zizmor --offline --quiet .
+	$(BIN)/zizmor --offline --quiet --persona=auditor .
 
 bench: install
 	$(BIN)/python bench/cli_startup.py

@@ -142,6 +142,22 @@ def _provenance(run: Any) -> dict[str, str]:
     return {key: value for key, value in found.items() if value}
 
 
+def _check_origin(run_id: str, workflow: str, default_branch: str | None) -> None:
+    """Refuse (exit 1) unless GitHub says run `run_id` ran `workflow` on the default branch."""
+    from cascade_ci import github_api
+    from cascade_ci.errors import ConfigError
+    from cascade_ci.run_origin import check_origin
+
+    api = github_api.from_env()
+    if api is None or not default_branch:
+        raise ConfigError(
+            "--pipeline-workflow needs GITHUB_TOKEN, GITHUB_REPOSITORY and --default-branch (CASCADE_DEFAULT_BRANCH)"
+        )
+    with api:
+        origin = check_origin(api, run_id, default_branch=default_branch, workflow=workflow)
+    click.echo(f"run {origin.run_id}: {origin.path} on {origin.head_branch} ({origin.event})", err=True)
+
+
 def _parse_now(value: str | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
@@ -289,9 +305,30 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     is_flag=True,
     help="When main moved, bring the branch up to date (`cascade update`) and try again, a few times.",
 )
+@click.option(
+    "--pipeline-workflow",
+    envvar="CASCADE_PIPELINE_WORKFLOW",
+    metavar="PATH",
+    help="Promote only a run of this workflow file (.github/workflows/NAME.yml, or a workflow ref) on the "
+    "default branch, as GitHub's API says (needs GITHUB_TOKEN, GITHUB_REPOSITORY) "
+    "[env CASCADE_PIPELINE_WORKFLOW; the workflows set it].",
+)
+@click.option(
+    "--default-branch",
+    envvar="CASCADE_DEFAULT_BRANCH",
+    metavar="NAME",
+    help="The repository's default branch, for --pipeline-workflow [env CASCADE_DEFAULT_BRANCH].",
+)
 @json_option
 @command
-def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
+def promote(
+    run_id: str,
+    dry_run: bool,
+    update: bool,
+    pipeline_workflow: str | None,
+    default_branch: str | None,
+    as_json: bool,
+) -> None:
     """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
 
     Refuses (exit 1) unless the newest verdict passed and judged exactly the branch head, and main
@@ -303,6 +340,8 @@ def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
     from cascade_ci import github
     from cascade_ci.stages.promote import promote as run_promotion
 
+    if pipeline_workflow:
+        _check_origin(run_id, pipeline_workflow, default_branch)
     settings, catalog = _open()
     run = github.RunContext.from_env()
     provenance = _provenance(run)
@@ -558,6 +597,27 @@ def check(as_json: bool) -> None:
     resolved = masked(settings)
     click.echo(f"{settings.config_file or 'no config file found'}: ok", err=True)
     _emit(resolved, as_json, json.dumps(resolved, indent=2, sort_keys=True, default=str))
+
+
+@config.command(name="get")
+@click.argument("key")
+@json_option
+@command
+def config_get(key: str, as_json: bool) -> None:
+    """Print one resolved top-level setting (booleans as true/false), e.g. `cascade config get auto_promote_enabled`.
+
+    The workflows read settings through this, so a value means the same in a job's `if:` as in Python
+    (AUTO_PROMOTE_ENABLED=0, no or off is false in both). Secrets print masked.
+    """
+    from cascade_ci.config import masked
+    from cascade_ci.errors import ConfigError
+
+    resolved = masked(_settings())
+    if key not in resolved or isinstance(resolved[key], dict | list):
+        raise ConfigError(f"no top-level setting {key!r}; `cascade config check` lists them")
+    value = resolved[key]
+    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    _emit({key: value}, as_json, text)
 
 
 def _reporter(settings: Settings, as_json: bool) -> Callable[[Any], None]:
