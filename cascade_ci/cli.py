@@ -544,17 +544,42 @@ def rollback(tag: str, as_json: bool) -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--example", metavar="NAME", help="Copy an example project instead (e.g. glucose-github, minimal).")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option(
+    "--workflows",
+    is_flag=True,
+    help="Write the GitHub workflows instead: .github/workflows/cascade.yml (runs, pull requests), "
+    "cascade-promote.yml (by hand or by an approver's comment) and cascade-gc.yml, each a short caller of "
+    "cascade-ci's reusable workflows.",
+)
+@click.option(
+    "--ref",
+    default="v1",
+    show_default=True,
+    help="With --workflows: the cascade-ci release the callers use (v1 moves with v1.x.y; pin a tag or commit).",
+)
 @json_option
 @command
-def init(directory: Path | None, example: str | None, force: bool, as_json: bool) -> None:
+def init(directory: Path | None, example: str | None, force: bool, workflows: bool, ref: str, as_json: bool) -> None:
     """Write a cascade.toml for the project in DIRECTORY (default: here), or copy an example project.
 
     The config names a dbt project and data files when it finds them (dbt_project.yml, data/*.csv);
-    edit it, then `cascade config check` and `cascade run`.
+    edit it, then `cascade config check` and `cascade run`. With --workflows, write the GitHub
+    workflows that run it (then create the environments and secrets the README lists).
     """
     from cascade_ci.scaffold import init as scaffold
+    from cascade_ci.scaffold import init_workflows
 
-    written = scaffold(directory or Path.cwd(), example=example, force=force)
+    if workflows:
+        import os
+
+        root = (directory or Path.cwd()).resolve()
+        config = click.get_current_context().find_root().params.get("config")  # --config / CASCADE_CONFIG
+        relative = Path(os.path.relpath(Path(config).resolve(), root)).as_posix() if config else "cascade.toml"
+        if relative.startswith("../"):
+            raise click.BadParameter(f"{config} is outside {root}", param_hint="--config")
+        written = init_workflows(root, config=relative, ref=ref, force=force)
+    else:
+        written = scaffold(directory or Path.cwd(), example=example, force=force)
     click.echo(f"wrote {len(written)} file(s) in {(directory or Path.cwd()).resolve()}", err=True)
     _emit([str(path) for path in written], as_json, "\n".join(str(path) for path in written))
 

@@ -61,12 +61,14 @@ def workflow_path(value: str) -> str:
 def problems(origin: RunOrigin, *, repository: str, default_branch: str, workflow: str) -> list[str]:
     """Why `origin` may not promote (empty: it may)."""
     found = []
+    unknown = "(unknown)"
     if origin.path.split("@", 1)[0] != workflow:
-        found.append(f"it ran workflow {origin.path or '(unknown)'!r}, not the pipeline workflow {workflow!r}")
+        found.append(f"it ran workflow {origin.path or unknown!r}, not the pipeline workflow {workflow!r}")
     if origin.head_branch != default_branch:
-        found.append(f"it ran on branch {origin.head_branch or '(unknown)'!r}, not the default branch {default_branch!r}")
+        found.append(f"it ran on branch {origin.head_branch or unknown!r}, not the default branch {default_branch!r}")
     if origin.event not in PIPELINE_EVENTS:
-        found.append(f"it was started by a {origin.event or '(unknown)'!r} event, not {', '.join(sorted(PIPELINE_EVENTS))}")
+        allowed = ", ".join(sorted(PIPELINE_EVENTS))
+        found.append(f"it was started by a {origin.event or unknown!r} event, not {allowed}")
     if origin.head_repository and origin.head_repository != repository:
         found.append(f"its code came from {origin.head_repository!r}, not {repository!r}")
     return found

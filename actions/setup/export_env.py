@@ -16,7 +16,9 @@ import secrets
 import sys
 
 NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
-RESERVED = re.compile(r"(GITHUB|RUNNER|ACTIONS|INPUT|STATE)_.*|CI|HOME|PATH|SHELL|PYTHON.*|LD_.*|BASH_.*|ENV|IFS|NODE_.*")
+RESERVED = re.compile(
+    r"(GITHUB|RUNNER|ACTIONS|INPUT|STATE)_.*|CI|HOME|PATH|SHELL|PYTHON.*|LD_.*|BASH_.*|ENV|IFS|NODE_.*|UV_.*"
+)
 
 
 def problems(data: object) -> list[str]:
