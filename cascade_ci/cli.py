@@ -629,7 +629,9 @@ def check(as_json: bool) -> None:
 @json_option
 @command
 def config_get(key: str, as_json: bool) -> None:
-    """Print one resolved top-level setting (booleans as true/false), e.g. `cascade config get auto_promote_enabled`.
+    """Print one resolved top-level setting, e.g. `cascade config get auto_promote_enabled`.
+
+    Booleans print as true/false, an unset value as an empty line, tables (e.g. `transform`) as JSON.
 
     The workflows read settings through this, so a value means the same in a job's `if:` as in Python
     (AUTO_PROMOTE_ENABLED=0, no or off is false in both). Secrets print masked.
@@ -638,10 +640,13 @@ def config_get(key: str, as_json: bool) -> None:
     from cascade_ci.errors import ConfigError
 
     resolved = masked(_settings())
-    if key not in resolved or isinstance(resolved[key], dict | list):
+    if key not in resolved:
         raise ConfigError(f"no top-level setting {key!r}; `cascade config check` lists them")
     value = resolved[key]
-    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    if isinstance(value, dict | list):
+        text = json.dumps(value, sort_keys=True, default=str)
+    else:
+        text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     _emit({key: value}, as_json, text)
 
 

@@ -1,6 +1,6 @@
 """Export the JSON objects in $PIPELINE_ENV and $PIPELINE_SECRETS as environment variables of the job's later steps.
 
-PIPELINE_ENV holds plain settings (a caller passes `${{ toJSON(vars) }}`); each PIPELINE_SECRETS value is
+PIPELINE_ENV holds plain settings (a caller passes toJSON(vars)); each PIPELINE_SECRETS value is
 masked first (`::add-mask::` on stdout, which the runner reads), then appended to
 $GITHUB_ENV with a random heredoc delimiter, so no value can end the entry early and set another
 variable. Names are checked: only NAME-like keys, never the runner's own or the loader's variables.
