@@ -117,7 +117,7 @@ jobs:
   cascade:
     uses: {repository}/.github/workflows/wap.yml@{ref}
     permissions: {{contents: read, actions: read, checks: write, pull-requests: write}}
-    with: {{config: {config}, pipeline-env: "${{{{ toJSON(vars) }}}}"}}
+    with: {{config: {config}, pipeline-workflow: .github/workflows/{pipeline}, pipeline-env: "${{{{ toJSON(vars) }}}}"}}
     secrets: {{pipeline-secrets: "${{{{ secrets.PIPELINE_SECRETS }}}}"}}
 """
 
