@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,16 @@ from click.testing import CliRunner
 
 from cascade_ci.cli import cli
 from cascade_ci.errors import ConfigError, RefusedError
-from cascade_ci.github_api import GitHubApi
 from cascade_ci.run_origin import check_origin, workflow_path
 from tests.fakes.github import TOKEN
-from tests.fakes.http import FakeServer
+from tests.unit import test_github_api
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "github"
 REPO = "octo-org/octo-repo"
 RUN_ID = "30433642"
 RUN_PATH = f"/repos/{REPO}/actions/runs/{RUN_ID}"
 WORKFLOW = ".github/workflows/cascade.yml"
+server, api = test_github_api.server, test_github_api.api  # fixtures: the fake GitHub API and a client of it
 
 
 def run_payload(base_url: str, **changes: Any) -> dict[str, Any]:
@@ -29,18 +28,6 @@ def run_payload(base_url: str, **changes: Any) -> dict[str, Any]:
     data = json.loads((FIXTURES / "workflow_run.json").read_text().replace("https://api.github.com", base_url))
     data.update({"event": "schedule", **changes})
     return data
-
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with FakeServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def api(server: FakeServer) -> Iterator[GitHubApi]:
-    with GitHubApi(TOKEN, REPO, base_url=server.url) as client:
-        yield client
 
 
 @pytest.mark.parametrize("event", ["schedule", "workflow_dispatch", "push"])

