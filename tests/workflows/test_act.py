@@ -313,3 +313,54 @@ def test_pull_request_from_a_fork_is_checked_on_the_embedded_catalog_without_sec
     assert outputs(log, "cascade/check (embedded)")["verdict"] == "passed"
     assert comments == [] and github.requests == []
     assert TOKEN not in log
+
+
+def act_comment(tmp_path: Path, login: str, body: str) -> tuple[int, str, FakeServer]:
+    """Run promote.yml on an `issue_comment` by `login`, with a fake GitHub API that knows run 1 and `login`."""
+    event = {
+        "action": "created",
+        "issue": {"number": 12, "title": "Promote the nightly run", "user": {"login": login}},
+        "comment": {"id": 1936210003, "body": body, "user": {"login": login}, "author_association": "MEMBER"},
+        "repository": {"full_name": GITHUB_REPOSITORY, "default_branch": "main", "fork": False},
+        "sender": {"login": login},
+    }
+    path = tmp_path / "comment.json"
+    path.write_text(json.dumps(event))
+    run = f"/repos/{GITHUB_REPOSITORY}/actions/runs/1"
+    with FakeServer() as github:
+        payload = run_payload(github.url, GITHUB_REPOSITORY, "1", ".github/workflows/pipeline.yml")
+        permission = {"permission": "write", "role_name": "write", "user": {"login": login}}
+        github.route("GET", run, lambda req: (200, {}, payload))
+        github.route("GET", f"{run}/approvals", lambda req: (200, {}, []))
+        github.route(
+            "GET", f"/repos/{GITHUB_REPOSITORY}/collaborators/{login}/permission", lambda req: (200, {}, permission)
+        )
+        code, log = act(
+            "promote.yml", "issue_comment", tmp_path, "-e", str(path),
+            "-s", f"GITHUB_TOKEN={TOKEN}", "--env", f"GITHUB_API_URL={github.url}",
+            "--var", "CASCADE_APPROVERS=octocat",
+        )  # fmt: skip
+    return code, log, github
+
+
+def test_a_listed_approvers_comment_promotes_and_anyone_elses_does_nothing(tmp_path, monkeypatch):
+    """Needs `cascade approve` and `cascade promote --approved-by` of the agreed interface."""
+    code, log, _ = act_dispatch(tmp_path, "--var", "AUTO_PROMOTE_ENABLED=false")
+    assert code == 0 and outputs(log, "cascade/validate")["verdict"] == "passed", log[-4000:]
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+
+    code, log, _ = act_comment(tmp_path, "mallory", "/cascade promote 1")
+    assert code == 0 and "promote" not in jobs(log), log[-4000:]  # ignored: not a listed approver
+    assert open_catalog(load_settings()).list_refs("prod-") == []
+
+    code, log, github = act_comment(tmp_path, "octocat", "/cascade promote 1")
+    assert code == 0, log[-4000:]
+    assert jobs(log) == {"approve (comment)": "succeeded", "promote": "succeeded"}, log[-4000:]
+    approval = outputs(log, "approve (comment)")
+    assert (approval["run-id"], approval["approver"]) == ("1", "octocat")
+    promote = outputs(log, "promote")
+    assert promote["action"] == "promoted" and promote["tag"].startswith("prod-")
+    assert any(r.path == f"/repos/{GITHUB_REPOSITORY}/actions/runs/1" for r in github.requests)  # the origin check
+    catalog = open_catalog(load_settings())
+    assert catalog.get_ref("main").hash == promote["main-after"]
+    assert "octocat" in json.dumps([dict(commit.properties) for commit in catalog.log("main")][:3])
