@@ -8,9 +8,12 @@ BIN := $(VENV)/bin
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# uv installs exactly what uv.lock pins (`--frozen`: never a fresh resolution), editable, every extra;
+# `--inexact` keeps uv itself, which pip puts into the venv first (only python3 is needed beforehand).
+$(VENV)/.installed: pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,trino,dlt]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --all-extras --python $(BIN)/python --quiet
 	touch $@
 
 # The glucose + GitHub example, configured as a user's repository would be (examples/glucose-github).
@@ -26,6 +29,7 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/actionlint
 	$(BIN)/zizmor --offline --quiet .
+	$(BIN)/zizmor --offline --quiet --persona=auditor .
 
 bench: install
 	$(BIN)/python bench/cli_startup.py

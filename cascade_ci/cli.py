@@ -209,6 +209,22 @@ def _approved(provenance: dict[str, str], login: str) -> dict[str, str]:
     return {**provenance, "approvers": ",".join(dict.fromkeys([*approvers, login])), "approved_by": login}
 
 
+def _check_origin(run_id: str, workflow: str, default_branch: str | None) -> None:
+    """Refuse (exit 1) unless GitHub says run `run_id` ran `workflow` on the default branch."""
+    from cascade_ci import github_api
+    from cascade_ci.errors import ConfigError
+    from cascade_ci.run_origin import check_origin
+
+    api = github_api.from_env()
+    if api is None or not default_branch:
+        raise ConfigError(
+            "--pipeline-workflow needs GITHUB_TOKEN, GITHUB_REPOSITORY and --default-branch (CASCADE_DEFAULT_BRANCH)"
+        )
+    with api:
+        origin = check_origin(api, run_id, default_branch=default_branch, workflow=workflow)
+    click.echo(f"run {origin.run_id}: {origin.path} on {origin.head_branch} ({origin.event})", err=True)
+
+
 def _parse_now(value: str | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
@@ -402,9 +418,31 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     metavar="LOGIN",
     help="Record LOGIN as the approver in main's history, as an environment approval is (`cascade approve`'s output).",
 )
+@click.option(
+    "--pipeline-workflow",
+    envvar="CASCADE_PIPELINE_WORKFLOW",
+    metavar="PATH",
+    help="Promote only a run of this workflow file (.github/workflows/NAME.yml, or a workflow ref) on the "
+    "default branch, as GitHub's API says (needs GITHUB_TOKEN, GITHUB_REPOSITORY) "
+    "[env CASCADE_PIPELINE_WORKFLOW; the workflows set it].",
+)
+@click.option(
+    "--default-branch",
+    envvar="CASCADE_DEFAULT_BRANCH",
+    metavar="NAME",
+    help="The repository's default branch, for --pipeline-workflow [env CASCADE_DEFAULT_BRANCH].",
+)
 @json_option
 @command
-def promote(run_id: str, dry_run: bool, update: bool, approved_by: str | None, as_json: bool) -> None:
+def promote(
+    run_id: str,
+    dry_run: bool,
+    update: bool,
+    approved_by: str | None,
+    pipeline_workflow: str | None,
+    default_branch: str | None,
+    as_json: bool,
+) -> None:
     """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
 
     Refuses (exit 1) unless the newest verdict passed and judged exactly the branch head, and main
@@ -416,6 +454,8 @@ def promote(run_id: str, dry_run: bool, update: bool, approved_by: str | None, a
     from cascade_ci import github
     from cascade_ci.stages.promote import promote as run_promotion
 
+    if pipeline_workflow:
+        _check_origin(run_id, pipeline_workflow, default_branch)
     settings, catalog = _open()
     run = github.RunContext.from_env()
     provenance = _provenance(run)
@@ -735,17 +775,42 @@ def rollback(tag: str, as_json: bool) -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--example", metavar="NAME", help="Copy an example project instead (e.g. glucose-github, minimal).")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option(
+    "--workflows",
+    is_flag=True,
+    help="Write the GitHub workflows instead: .github/workflows/cascade.yml (runs, pull requests), "
+    "cascade-promote.yml (by hand or by an approver's comment) and cascade-gc.yml, each a short caller of "
+    "cascade-ci's reusable workflows.",
+)
+@click.option(
+    "--ref",
+    default="v1",
+    show_default=True,
+    help="With --workflows: the cascade-ci release the callers use (v1 moves with v1.x.y; pin a tag or commit).",
+)
 @json_option
 @command
-def init(directory: Path | None, example: str | None, force: bool, as_json: bool) -> None:
+def init(directory: Path | None, example: str | None, force: bool, workflows: bool, ref: str, as_json: bool) -> None:
     """Write a cascade.toml for the project in DIRECTORY (default: here), or copy an example project.
 
     The config names a dbt project and data files when it finds them (dbt_project.yml, data/*.csv);
-    edit it, then `cascade config check` and `cascade run`.
+    edit it, then `cascade config check` and `cascade run`. With --workflows, write the GitHub
+    workflows that run it (then create the environments and secrets the README lists).
     """
     from cascade_ci.scaffold import init as scaffold
+    from cascade_ci.scaffold import init_workflows
 
-    written = scaffold(directory or Path.cwd(), example=example, force=force)
+    if workflows:
+        import os
+
+        root = (directory or Path.cwd()).resolve()
+        config = click.get_current_context().find_root().params.get("config")  # --config / CASCADE_CONFIG
+        relative = Path(os.path.relpath(Path(config).resolve(), root)).as_posix() if config else "cascade.toml"
+        if relative.startswith("../"):
+            raise click.BadParameter(f"{config} is outside {root}", param_hint="--config")
+        written = init_workflows(root, config=relative, ref=ref, force=force)
+    else:
+        written = scaffold(directory or Path.cwd(), example=example, force=force)
     click.echo(f"wrote {len(written)} file(s) in {(directory or Path.cwd()).resolve()}", err=True)
     _emit([str(path) for path in written], as_json, "\n".join(str(path) for path in written))
 
@@ -788,6 +853,32 @@ def check(as_json: bool) -> None:
     resolved = masked(settings)
     click.echo(f"{settings.config_file or 'no config file found'}: ok", err=True)
     _emit(resolved, as_json, json.dumps(resolved, indent=2, sort_keys=True, default=str))
+
+
+@config.command(name="get")
+@click.argument("key")
+@json_option
+@command
+def config_get(key: str, as_json: bool) -> None:
+    """Print one resolved top-level setting, e.g. `cascade config get auto_promote_enabled`.
+
+    Booleans print as true/false, an unset value as an empty line, tables (e.g. `transform`) as JSON.
+
+    The workflows read settings through this, so a value means the same in a job's `if:` as in Python
+    (AUTO_PROMOTE_ENABLED=0, no or off is false in both). Secrets print masked.
+    """
+    from cascade_ci.config import masked
+    from cascade_ci.errors import ConfigError
+
+    resolved = masked(_settings())
+    if key not in resolved:
+        raise ConfigError(f"no top-level setting {key!r}; `cascade config check` lists them")
+    value = resolved[key]
+    if isinstance(value, dict | list):
+        text = json.dumps(value, sort_keys=True, default=str)
+    else:
+        text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    _emit({key: value}, as_json, text)
 
 
 def _reporter(settings: Settings, as_json: bool) -> Callable[[Any], None]:

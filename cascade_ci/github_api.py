@@ -129,15 +129,23 @@ class GitHubApi:
 
     # -- calls ---------------------------------------------------------------------------------------
 
-    def workflow_run(self, run_id: str) -> RunStatus | None:
-        """`GET /repos/{repo}/actions/runs/{run_id}`; None when GitHub has no such run (or the id is not one)."""
-        path = f"/repos/{self.repository}/actions/runs/{run_id}"
+    def workflow_run_payload(self, run_id: str) -> dict[str, Any] | None:
+        """`GET /repos/{repo}/actions/runs/{run_id}` as GitHub answers it; None when there is no such run."""
         if not str(run_id).isdigit():
             return None  # a local run id: never a GitHub run, and not to be put in a URL
+        path = f"/repos/{self.repository}/actions/runs/{run_id}"
         data = self._get(path, missing=None)
+        if data is not None and not isinstance(data, dict):
+            raise GitHubApiRefusedError(f"GitHub answered no run for {self._url(path)}")
+        return data
+
+    def workflow_run(self, run_id: str) -> RunStatus | None:
+        """The run's status; None when GitHub has no such run (or the id is not one)."""
+        path = f"/repos/{self.repository}/actions/runs/{run_id}"
+        data = self.workflow_run_payload(run_id)
         if data is None:
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+        if not isinstance(data.get("status"), str):
             raise GitHubApiRefusedError(f"GitHub answered no run status for {self._url(path)}")
         return RunStatus(
             run_id=str(data.get("id", run_id)),

@@ -93,3 +93,97 @@ def init(target: Path, example: str | None = None, force: bool = False) -> list[
         raise ConfigError(f"{path} exists; pass --force to overwrite")
     path.write_text(render(target), encoding="utf-8")
     return [path]
+
+
+# -- `cascade init --workflows`: the three short callers of cascade-ci's reusable workflows ---------
+
+REPOSITORY = "cascade-ci/cascade-ci"  # where the reusable workflows and actions are published
+REF = "v1"  # the moving major tag; pin a v1.x.y tag or a commit for fully repeatable runs
+
+PIPELINE_CALLER = """\
+# Write-Audit-Publish with cascade-ci: each run writes its own branch, the gates judge it, a passing
+# verdict is promoted. Pull requests run on pr/<number> and get a data diff and one check per gate.
+name: cascade
+on:
+  schedule: [{{cron: "17 5 * * *"}}]
+  workflow_dispatch:
+  pull_request:
+    types: [opened, synchronize, reopened, closed]
+permissions: {{}}
+concurrency:
+  group: cascade-${{{{ github.event.pull_request.number || github.ref }}}}
+  cancel-in-progress: ${{{{ github.event_name == 'pull_request' }}}}
+jobs:
+  cascade:
+    uses: {repository}/.github/workflows/wap.yml@{ref}
+    permissions: {{contents: read, actions: read, checks: write, pull-requests: write}}
+    with: {{config: {config}, pipeline-workflow: .github/workflows/{pipeline}, pipeline-env: "${{{{ toJSON(vars) }}}}"}}
+    secrets: {{pipeline-secrets: "${{{{ secrets.PIPELINE_SECRETS }}}}"}}
+"""
+
+PROMOTE_CALLER = """\
+# Promote a run by hand (dispatch with its id), or by a `/cascade promote <run id>` comment from a user
+# listed in the config's `approvers` (for plans without environment reviewers).
+name: cascade-promote
+on:
+  workflow_dispatch:
+    inputs:
+      run-id: {{description: The pipeline run id to promote., type: string, required: true}}
+  issue_comment:
+    types: [created]
+permissions: {{}}
+jobs:
+  promote:
+    uses: {repository}/.github/workflows/promote.yml@{ref}
+    cache-mode: read
+    permissions: {{contents: read, actions: read}}
+    with: {{config: {config}, pipeline-workflow: .github/workflows/{pipeline}, run-id: "${{{{ inputs.run-id }}}}"}}
+"""
+
+GC_CALLER = """\
+# Nightly: delete expired pipeline and pull-request branches, old history and unreferenced files.
+name: cascade-gc
+on:
+  schedule: [{{cron: "41 3 * * *"}}]
+  workflow_dispatch:
+permissions: {{}}
+jobs:
+  gc:
+    uses: {repository}/.github/workflows/gc.yml@{ref}
+    permissions: {{contents: read, actions: read}}
+    with: {{config: {config}}}
+"""
+
+WORKFLOWS = {"cascade.yml": PIPELINE_CALLER, "cascade-promote.yml": PROMOTE_CALLER, "cascade-gc.yml": GC_CALLER}
+
+
+def _yaml_scalar(text: str) -> str:
+    """`text` as a safe YAML flow scalar (JSON strings are YAML)."""
+    import json
+
+    return json.dumps(text)
+
+
+def init_workflows(
+    target: Path, *, config: str = CONFIG_FILE, repository: str = REPOSITORY, ref: str = REF, force: bool = False
+) -> list[Path]:
+    """Write the callers of cascade-ci's reusable workflows into `target/.github/workflows`; return them.
+
+    Refuses (ConfigError) when one exists, unless `force`; writes none then.
+    """
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repository) or ".." in repository:
+        raise ConfigError(f"not a repository (owner/name): {repository!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*", ref) or ".." in ref:
+        raise ConfigError(f"not a git ref: {ref!r}")
+    folder = target / ".github" / "workflows"
+    paths = {name: folder / name for name in WORKFLOWS}
+    existing = [path for path in paths.values() if path.exists()]
+    if existing and not force:
+        raise ConfigError(f"{existing[0]} exists; pass --force to overwrite")
+    folder.mkdir(parents=True, exist_ok=True)
+    values = {"repository": repository, "ref": ref, "config": _yaml_scalar(config), "pipeline": "cascade.yml"}
+    for name, template in WORKFLOWS.items():
+        paths[name].write_text(template.format(**values), encoding="utf-8")
+    return list(paths.values())

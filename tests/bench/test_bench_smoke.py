@@ -40,6 +40,7 @@ def bench(name: str, *args: str, env: dict[str, str] | None = None) -> list[dict
         ("nightscout_ingest.py", ("--smoke",)),
         ("upsert.py", ("--smoke",)),
         ("concurrent_update.py", ("--smoke",)),
+        ("setup_install.py", ("--smoke", "--runs", "1", "--methods", "uv")),
     ],
 )
 def test_quick_benches_run(name, args):

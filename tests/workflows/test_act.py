@@ -23,11 +23,59 @@ REPO = Path(__file__).resolve().parents[2]
 GITHUB_REPOSITORY = "octo-org/octo-repo"
 TOKEN = "ghs_acttesttoken0123456789"
 STUB = Path(__file__).parent / "stub-action"
+FIXTURES = REPO / "tests" / "fixtures" / "github"
+CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"
 # Remote actions act cannot fetch offline; their steps are guarded with `if: !env.ACT`.
 REMOTE_ACTIONS = (
     "actions/setup-python@0b93645e9fea7318ecaed2b359559ac225c90a2b",
     "actions/upload-artifact@b4b15b8c7c6ac21ea08fcf65892d2ee8f75cf882",
+    "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684",
 )
+# actions/checkout of cascade-ci itself (job.workflow_repository at job.workflow_sha) cannot fetch offline
+# either: this stand-in links this repository where the workflow checks it out.
+CHECKOUT_STANDIN = """\
+name: checkout stand-in
+description: Links cascade-ci (this repository) where the workflow checks it out.
+inputs:
+  repository: {{default: ""}}
+  ref: {{default: ""}}
+  path: {{default: ""}}
+  persist-credentials: {{default: "true"}}
+runs:
+  using: composite
+  steps:
+    - shell: bash
+      env:
+        DEST: ${{{{ inputs.path }}}}
+        PERSIST: ${{{{ inputs.persist-credentials }}}}
+      run: |
+        test "$DEST" = .cascade-ci && test "$PERSIST" = false
+        ln -s {source} "$GITHUB_WORKSPACE/$DEST"
+        echo "checked out cascade-ci into $DEST"
+"""
+
+
+def stand_ins(tmp_path: Path) -> list[str]:
+    """--local-repository flags for the remote actions: the checkout stand-in and the guarded ones."""
+    checkout = tmp_path / "stubs" / "checkout"
+    checkout.mkdir(parents=True)
+    (checkout / "action.yml").write_text(CHECKOUT_STANDIN.format(source=REPO))
+    cache = tmp_path / "stubs" / "cache"
+    shutil.copytree(STUB, cache)
+    shutil.copytree(STUB, cache / "restore")  # actions/cache/restore is a folder of actions/cache
+    flags = ["--local-repository", f"{CHECKOUT}={checkout}"]
+    for remote in REMOTE_ACTIONS:
+        flags += ["--local-repository", f"{remote}={cache if 'cache' in remote else STUB}"]
+    return flags
+
+
+def run_payload(base_url: str, repository: str, run_id: str, path: str) -> dict:
+    """The recorded run, as GitHub describes a dispatch of `path` on main in `repository`."""
+    data = json.loads((FIXTURES / "workflow_run.json").read_text().replace("https://api.github.com", base_url))
+    data.update(id=int(run_id), event="workflow_dispatch", head_branch="main", path=path)
+    for key in ("repository", "head_repository"):
+        data[key]["full_name"] = repository
+    return data
 
 
 def workspace(tmp_path: Path) -> Path:
@@ -41,7 +89,11 @@ def workspace(tmp_path: Path) -> Path:
     copy_project(REPO / "examples", root / "examples")  # a copy: runs write nothing into this checkout
     origin = f"https://github.com/{GITHUB_REPOSITORY}.git"
     identity = ["-c", "user.name=ci", "-c", "user.email=ci@localhost", "-c", "commit.gpgsign=false"]
-    for command in (["init", "-q"], ["remote", "add", "origin", origin], ["commit", "-q", "--allow-empty", "-m", "ws"]):
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["remote", "add", "origin", origin],
+        ["commit", "-q", "--allow-empty", "-m", "ws"],
+    ):
         subprocess.run(["git", *identity, *command], cwd=root, check=True)
     return root
 
@@ -60,7 +112,7 @@ def act(workflow: str, event: str, tmp_path: Path, *extra: str, env: dict[str, s
         "--env", f"CASCADE_HOME={tmp_path / 'home'}",
         "--env", f"CASCADE_REPORTS_DIR={tmp_path / 'reports'}",
         "--env", f"CASCADE_VENV={Path(sys.executable).parent.parent}",
-        *[flag for remote in REMOTE_ACTIONS for flag in ("--local-repository", f"{remote}={STUB}")],
+        *stand_ins(tmp_path),
         *extra,
     ]  # fmt: skip
     run_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", **(env or {})}
@@ -85,16 +137,37 @@ def jobs(log: str) -> dict[str, str]:
     return dict(re.findall(r"\[[^/\]]+/([^\]]+?)\s*\]\s+🏁\s+Job (succeeded|failed)", log))
 
 
+def act_dispatch(tmp_path: Path, *extra: str) -> tuple[int, str, FakeServer]:
+    """Dispatch pipeline.yml (a caller of wap.yml) with act and a fake GitHub API that knows the run."""
+    event = tmp_path / "dispatch.json"
+    repository = {"full_name": GITHUB_REPOSITORY, "default_branch": "main"}
+    event.write_text(json.dumps({"inputs": {"sources": "sample"}, "repository": repository}))
+    run = f"/repos/{GITHUB_REPOSITORY}/actions/runs/1"
+    with FakeServer() as github:
+        payload = run_payload(github.url, GITHUB_REPOSITORY, "1", ".github/workflows/pipeline.yml")
+        github.route("GET", run, lambda req: (200, {}, payload))
+        github.route("GET", f"{run}/approvals", lambda req: (200, {}, []))
+        code, log = act(
+            "pipeline.yml", "workflow_dispatch", tmp_path, "-e", str(event), "--input", "sources=sample",
+            "-s", f"GITHUB_TOKEN={TOKEN}", "--env", f"GITHUB_API_URL={github.url}", *extra,
+        )  # fmt: skip
+    return code, log, github
+
+
+STAGES = ("plan", "branch", "ingest", "transform", "validate")
+
+
 def test_pipeline_dispatch_runs_through_promotion(tmp_path, monkeypatch):
-    code, log = act("pipeline.yml", "workflow_dispatch", tmp_path, "--input", "sources=sample")
+    code, log, github = act_dispatch(tmp_path)
     assert code == 0, log[-4000:]
-    assert jobs(log) == {name: "succeeded" for name in ("branch", "ingest", "transform", "validate", "promote")}
-    assert outputs(log, "branch")["branch"] == "pipeline/run-1"
-    validate = outputs(log, "validate")
+    assert jobs(log) == {f"cascade/{name}": "succeeded" for name in (*STAGES, "promote")}, log[-4000:]
+    assert outputs(log, "cascade/branch")["branch"] == "pipeline/run-1"
+    validate = outputs(log, "cascade/validate")
     assert validate["verdict"] == "passed" and validate["blocked"] == "false"
-    promote = outputs(log, "promote")
+    promote = outputs(log, "cascade/promote")
     assert promote["action"] == "promoted" and promote["tag"].startswith("prod-")
     assert "Summary - ## ✅ cascade verdict: passed" in log
+    assert any(r.path == f"/repos/{GITHUB_REPOSITORY}/actions/runs/1" for r in github.requests)  # the origin check
 
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
     catalog = open_catalog(load_settings())
@@ -106,16 +179,21 @@ def test_pipeline_dispatch_runs_through_promotion(tmp_path, monkeypatch):
     assert (tmp_path / "reports" / "junit.xml").exists()
 
 
+def test_auto_promote_off_in_any_spelling_skips_promotion(tmp_path, monkeypatch):
+    code, log, _ = act_dispatch(tmp_path, "--var", "AUTO_PROMOTE_ENABLED=off")
+    assert code == 0, log[-4000:]
+    assert jobs(log) == {f"cascade/{name}": "succeeded" for name in STAGES}, log[-4000:]
+    assert outputs(log, "cascade/plan")["promote"] == "false"
+    assert outputs(log, "cascade/validate")["blocked"] == "false"
+
+
 def test_blocked_run_skips_promotion(tmp_path, monkeypatch):
-    code, log = act(
-        "pipeline.yml", "workflow_dispatch", tmp_path, "--input", "sources=sample",
-        "--env", "CASCADE_SAMPLE_DEFECTS=duplicate_ids",
-    )  # fmt: skip
+    code, log, _ = act_dispatch(tmp_path, "--env", "CASCADE_SAMPLE_DEFECTS=duplicate_ids")
     assert code == 0, log[-4000:]
     ran = jobs(log)
-    assert ran == {name: "succeeded" for name in ("branch", "ingest", "transform", "validate")}
-    assert "promote" not in ran
-    assert outputs(log, "validate")["blocked"] == "true"
+    assert ran == {f"cascade/{name}": "succeeded" for name in STAGES}, log[-4000:]
+    assert "cascade/promote" not in ran
+    assert outputs(log, "cascade/validate")["blocked"] == "true"
     assert "cascade verdict: blocked" in (tmp_path / "reports" / "summary.md").read_text()
     monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
     catalog = open_catalog(load_settings())
@@ -140,10 +218,10 @@ def test_gc_workflow_deletes_only_expired_pipeline_branches(tmp_path, monkeypatc
     assert names == {"main", "pipeline/run-fresh", "pipeline/run-foreign"}
 
 
-def pull_request_event(tmp_path: Path, head_repo: str) -> Path:
+def pull_request_event(tmp_path: Path, head_repo: str, action: str = "synchronize") -> Path:
     """A `pull_request` event payload: the fields the workflow reads, in GitHub's shape."""
     event = {
-        "action": "synchronize",
+        "action": action,
         "number": 9,
         "pull_request": {
             "number": 9,
@@ -151,49 +229,138 @@ def pull_request_event(tmp_path: Path, head_repo: str) -> Path:
             "head": {"ref": "feature/tune", "sha": "a" * 40, "repo": {"full_name": head_repo}},
             "base": {"ref": "main", "sha": "b" * 40, "repo": {"full_name": GITHUB_REPOSITORY}},
         },
-        "repository": {"full_name": GITHUB_REPOSITORY, "name": GITHUB_REPOSITORY.split("/")[1]},
+        "repository": {
+            "full_name": GITHUB_REPOSITORY,
+            "name": GITHUB_REPOSITORY.split("/")[1],
+            "default_branch": "main",
+        },
     }
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event))
     return path
 
 
-def act_pull_request(tmp_path: Path, head_repo: str, *extra: str) -> tuple[int, str, list[str]]:
-    """Run pipeline.yml on a pull request from `head_repo`; return (exit code, log, comment bodies posted)."""
+def act_pull_request(
+    tmp_path: Path, head_repo: str, *extra: str, action: str = "synchronize"
+) -> tuple[int, str, list[str], FakeServer]:
+    """Run pipeline.yml on a pull request from `head_repo`; return (exit code, log, comment bodies, fake API)."""
     comments: list[dict] = []
+    checks: list[dict] = []
 
     def create(req):
-        comments.append({"id": len(comments) + 1, "body": req.json()["body"]})
+        comments.append({"id": len(comments) + 1, "body": req.json()["body"], "user": {"login": "github-actions[bot]"}})
         return 201, {}, comments[-1]
+
+    def check_run(req):
+        checks.append({"id": len(checks) + 1, **req.json()})
+        return 201, {}, checks[-1]
 
     with FakeServer() as github:
         github.route("GET", f"/repos/{GITHUB_REPOSITORY}/issues/9/comments", lambda req: (200, {}, comments))
         github.route("POST", f"/repos/{GITHUB_REPOSITORY}/issues/9/comments", create)
+        github.route("POST", f"/repos/{GITHUB_REPOSITORY}/check-runs", check_run)
         code, log = act(
             "pipeline.yml", "pull_request", tmp_path,
-            "-e", str(pull_request_event(tmp_path, head_repo)),
+            "-e", str(pull_request_event(tmp_path, head_repo, action)),
             "-s", f"GITHUB_TOKEN={TOKEN}",
             "--env", f"GITHUB_API_URL={github.url}",
             *extra,
         )  # fmt: skip
-    # The step authenticates with the job's token (`github.token`); act masks it in the log as GitHub does.
+    # The steps authenticate with the job's token (`github.token`); act masks it in the log as GitHub does.
     assert all(TOKEN in request.headers.get("authorization", "") for request in github.requests), github.requests
-    return code, log, [c["body"] for c in comments]
+    github.checks = checks  # type: ignore[attr-defined]
+    return code, log, [c["body"] for c in comments], github
 
 
-def test_blocked_pull_request_fails_the_check_and_comments_the_verdict(tmp_path):
-    code, log, comments = act_pull_request(tmp_path, GITHUB_REPOSITORY, "--env", "CASCADE_SAMPLE_DEFECTS=duplicate_ids")
-    assert code != 0 and jobs(log) == {"check (embedded)": "failed"}, log[-4000:]
-    assert outputs(log, "check (embedded)")["blocked"] == "true"
+PR_JOB = "cascade/pr (production catalog)"
+
+
+def test_blocked_pull_request_runs_on_its_branch_comments_the_diff_and_one_check_per_gate(tmp_path, monkeypatch):
+    """Needs the PR commands (`--pr`, diff, comment, checks) of the agreed interface."""
+    code, log, comments, github = act_pull_request(
+        tmp_path, GITHUB_REPOSITORY, "--env", "CASCADE_SAMPLE_DEFECTS=duplicate_ids"
+    )
+    assert code != 0 and jobs(log) == {PR_JOB: "failed"}, log[-4000:]
+    assert outputs(log, PR_JOB)["blocked"] == "true"
     assert "the verdict blocks; see the job summary" in log
-    assert "::error title=cascade::" not in log  # the workflow adds no annotation of its own
     assert len(comments) == 1 and comments[0].startswith(MARKER), comments
-    assert "cascade verdict: blocked" in comments[0] and "entry_id" in comments[0]
-    assert comments[0].endswith((tmp_path / "reports" / "summary.md").read_text())
+    assert "cascade verdict: blocked" in comments[0]
+    assert (tmp_path / "reports" / "diff.md").exists() and (tmp_path / "reports" / "diff.json").exists()
+    names = {check["name"] for check in github.checks}
+    assert names and all(name.startswith("cascade / ") for name in names)
+    assert all(check["head_sha"] == "a" * 40 for check in github.checks)
+    assert any(check.get("conclusion") == "failure" for check in github.checks)
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    catalog = open_catalog(load_settings())
+    assert "pr/9" in {ref.name for ref in catalog.list_refs()}
+    assert catalog.list_refs("prod-") == []  # a pull request never promotes
 
 
-def test_pull_request_from_a_fork_is_checked_without_commenting(tmp_path):
-    code, log, comments = act_pull_request(tmp_path, "someone/octo-repo-fork")
-    assert code == 0 and jobs(log) == {"check (embedded)": "succeeded"}, log[-4000:]
-    assert outputs(log, "check (embedded)")["verdict"] == "passed"
-    assert comments == [] and "Comment the verdict" not in log
+def test_closing_a_pull_request_deletes_its_branch(tmp_path, monkeypatch):
+    """Needs `cascade branch --pr N --delete` of the agreed interface."""
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    with LocalBranchCatalog(load_settings().home) as catalog:
+        catalog.create_ref("pr/9", "main")
+    code, log, comments, _ = act_pull_request(tmp_path, GITHUB_REPOSITORY, action="closed")
+    assert code == 0 and jobs(log) == {"cascade/pr-closed": "succeeded"}, log[-4000:]
+    assert "pr/9" not in {ref.name for ref in open_catalog(load_settings()).list_refs()}
+    assert comments == []
+
+
+def test_pull_request_from_a_fork_is_checked_on_the_embedded_catalog_without_secrets(tmp_path):
+    code, log, comments, github = act_pull_request(tmp_path, "someone/octo-repo-fork")
+    assert code == 0 and jobs(log) == {"cascade/check (embedded)": "succeeded"}, log[-4000:]
+    assert outputs(log, "cascade/check (embedded)")["verdict"] == "passed"
+    assert comments == [] and github.requests == []
+    assert TOKEN not in log
+
+
+def act_comment(tmp_path: Path, login: str, body: str) -> tuple[int, str, FakeServer]:
+    """Run promote.yml on an `issue_comment` by `login`, with a fake GitHub API that knows run 1 and `login`."""
+    event = {
+        "action": "created",
+        "issue": {"number": 12, "title": "Promote the nightly run", "user": {"login": login}},
+        "comment": {"id": 1936210003, "body": body, "user": {"login": login}, "author_association": "MEMBER"},
+        "repository": {"full_name": GITHUB_REPOSITORY, "default_branch": "main", "fork": False},
+        "sender": {"login": login},
+    }
+    path = tmp_path / "comment.json"
+    path.write_text(json.dumps(event))
+    run = f"/repos/{GITHUB_REPOSITORY}/actions/runs/1"
+    with FakeServer() as github:
+        payload = run_payload(github.url, GITHUB_REPOSITORY, "1", ".github/workflows/pipeline.yml")
+        permission = {"permission": "write", "role_name": "write", "user": {"login": login}}
+        github.route("GET", run, lambda req: (200, {}, payload))
+        github.route("GET", f"{run}/approvals", lambda req: (200, {}, []))
+        github.route(
+            "GET", f"/repos/{GITHUB_REPOSITORY}/collaborators/{login}/permission", lambda req: (200, {}, permission)
+        )
+        code, log = act(
+            "promote.yml", "issue_comment", tmp_path, "-e", str(path),
+            "-s", f"GITHUB_TOKEN={TOKEN}", "--env", f"GITHUB_API_URL={github.url}",
+            "--var", "CASCADE_APPROVERS=octocat",
+        )  # fmt: skip
+    return code, log, github
+
+
+def test_a_listed_approvers_comment_promotes_and_anyone_elses_does_nothing(tmp_path, monkeypatch):
+    """Needs `cascade approve` and `cascade promote --approved-by` of the agreed interface."""
+    code, log, _ = act_dispatch(tmp_path, "--var", "AUTO_PROMOTE_ENABLED=false")
+    assert code == 0 and outputs(log, "cascade/validate")["verdict"] == "passed", log[-4000:]
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+
+    code, log, _ = act_comment(tmp_path, "mallory", "/cascade promote 1")
+    assert code == 0 and "promote" not in jobs(log), log[-4000:]  # ignored: not a listed approver
+    assert open_catalog(load_settings()).list_refs("prod-") == []
+
+    code, log, github = act_comment(tmp_path, "octocat", "/cascade promote 1")
+    assert code == 0, log[-4000:]
+    assert jobs(log) == {"approve (comment)": "succeeded", "promote": "succeeded"}, log[-4000:]
+    approval = outputs(log, "approve (comment)")
+    assert (approval["run-id"], approval["approver"]) == ("1", "octocat")
+    promote = outputs(log, "promote")
+    assert promote["action"] == "promoted" and promote["tag"].startswith("prod-")
+    assert any(r.path == f"/repos/{GITHUB_REPOSITORY}/actions/runs/1" for r in github.requests)  # the origin check
+    catalog = open_catalog(load_settings())
+    assert catalog.get_ref("main").hash == promote["main-after"]
+    assert "octocat" in json.dumps([dict(commit.properties) for commit in catalog.log("main")][:3])
