@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from pyiceberg.io import FileIO
     from requests import Session
 
+    from cascade_ci.catalog.nessie_auth import NessieAuth
+
 
 # What a server's vended credentials add to its keys; meaningless (and refused by S3) with other keys.
 VENDED_SESSION = tuple(f"{scope}.{name}" for scope in ("s3", "client") for name in ("session-token", "role-arn"))
@@ -30,10 +32,16 @@ class NessieRefCatalog(RestCatalog):
     """
 
     def __init__(
-        self, name: str, read_only: bool, client_io: Mapping[str, str] = EMPTY_DICT, **properties: str
+        self,
+        name: str,
+        read_only: bool,
+        client_io: Mapping[str, str] = EMPTY_DICT,
+        auth: NessieAuth | None = None,
+        **properties: str,
     ) -> None:
         self.read_only = read_only
         self.client_io = dict(client_io)
+        self.auth = auth
         super().__init__(name, **properties)
 
     def _load_file_io(self, properties: Properties = EMPTY_DICT, location: str | None = None) -> FileIO:
@@ -48,8 +56,10 @@ class NessieRefCatalog(RestCatalog):
             raise ReadOnlyRefError(f"{self.name!r} is not a branch; tables can only be changed on a branch")
 
     def _create_session(self) -> Session:
-        """pyiceberg's session, with table commits adapted to what Nessie's Iceberg REST endpoint requires."""
+        """pyiceberg's session with cascade's Nessie credentials, and table commits adapted to Nessie's endpoint."""
         session = super()._create_session()
+        if self.auth is not None and self.auth.enabled:
+            session.auth = self.auth.requests_auth()
         post = session.post
 
         def post_for_nessie(url: str | bytes, data: Any = None, **kwargs: Any) -> Any:
