@@ -1,0 +1,85 @@
+"""A token issuer (Keycloak) and a Nessie that demands its tokens, once per session (services/auth.sh).
+
+Nessie writes to the session stack's S3 (moto) under s3://<bucket>/auth/; its refs live in memory, so
+every session starts empty. The fixture fails (never skips) when the services cannot start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
+
+import pytest
+
+from tests.conftest import REPO, _read_env
+
+AUTH = REPO / "services" / "auth.sh"
+CLIENTS = ("cascade-reader", "cascade-writer", "cascade-promoter")
+
+
+class AuthStack(dict):
+    """auth.env's values, plus the helpers the tests share."""
+
+    def secret(self, client: str) -> str:
+        return self["SECRET_" + client.replace("-", "_")]
+
+    def token(self, client: str) -> str:
+        """An access token of `client`, straight from the issuer."""
+        grant = {"grant_type": "client_credentials", "client_id": client, "client_secret": self.secret(client)}
+        form = urlencode(grant)
+        with urlopen(Request(self["NESSIE_OAUTH2_TOKEN_URL"], form.encode(), method="POST"), timeout=30) as resp:
+            return json.loads(resp.read())["access_token"]
+
+    def oauth2_env(self, client: str) -> dict[str, str]:
+        return {
+            "NESSIE_AUTH": "oauth2",
+            "NESSIE_OAUTH2_TOKEN_URL": self["NESSIE_OAUTH2_TOKEN_URL"],
+            "NESSIE_OAUTH2_CLIENT_ID": client,
+            "NESSIE_OAUTH2_CLIENT_SECRET": self.secret(client),
+        }
+
+    def bearer_env(self, client: str) -> dict[str, str]:
+        return {"NESSIE_AUTH": "bearer", "NESSIE_TOKEN": self.token(client)}
+
+
+@pytest.fixture(scope="session")
+def auth_stack(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
+    """Keycloak (realm `cascade`: clients cascade-reader, -writer, -promoter) and an auth-enabled Nessie."""
+    run = tmp_path_factory.mktemp("auth-services")
+    keys = ("S3_ENDPOINT", "S3_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    env = {**os.environ, **{key: stack[key] for key in keys if key in stack}, "CASCADE_AUTH_RUN": str(run)}
+    began = time.monotonic()
+    try:
+        started = subprocess.run(["bash", str(AUTH), "start"], env=env, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as e:
+        subprocess.run(["bash", str(AUTH), "stop"], env=env, capture_output=True, timeout=120)
+        pytest.fail(f"services/auth.sh start hung:\n{e.stdout}\n{e.stderr}", pytrace=False)
+    if started.returncode != 0:
+        pytest.fail(f"services/auth.sh start failed:\n{started.stdout}\n{started.stderr}", pytrace=False)
+    values = AuthStack(_read_env(run / "auth.env"))
+    values.update({key: stack[key] for key in keys if key in stack}, NESSIE_WAREHOUSE="warehouse")
+    print(f"\nauth services up in {time.monotonic() - began:.1f} s", file=sys.stderr)
+    try:
+        yield values
+    finally:
+        subprocess.run(["bash", str(AUTH), "stop"], env=env, capture_output=True, timeout=120)
+
+
+def cascade(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`cascade ARGS` in `project`, with exactly the environment given (plus PATH and HOME)."""
+    base = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    return subprocess.run(
+        [sys.executable, "-m", "cascade_ci", *args],
+        cwd=project,
+        env={**base, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
