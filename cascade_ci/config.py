@@ -212,6 +212,11 @@ class Settings(BaseSettings):
     trino_uri: str = "http://localhost:8080"
     trino_user: str = "cascade"
     trino_password: SecretStr | None = None
+    trino_catalog_secrets: Literal["inline", "env"] = Field(
+        "inline",
+        description="env: catalogs name the keys as ${ENV:AWS_SECRET_ACCESS_KEY}... (Trino's own environment holds "
+        "them; nothing secret reaches a catalog file); inline: the values themselves.",
+    )
 
     # GitHub (tokens are secrets and never printed).
     github_token: SecretStr | None = None

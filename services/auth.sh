@@ -5,12 +5,13 @@
 #   services/auth.sh start    start both on free 127.0.0.1 ports, wait until healthy, write <run>/auth.env
 #   services/auth.sh stop     stop what `start` started
 #
-# Keycloak (built once at fetch for an in-memory database, then `start --optimized`) runs and imports realm `cascade` (services/keycloak/
-# cascade-realm.json) with three client-credentials clients: cascade-reader, cascade-writer and
-# cascade-promoter; their secrets are made up at each start and written to auth.env. Nessie (in-memory
-# version store) validates the bearer tokens against the realm (Quarkus OIDC) and applies the
-# authorization rules of docs/security-model.md. Its warehouse is s3://$S3_BUCKET/auth/ on the S3 named by
-# the environment (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; e.g. the stack's moto).
+# Keycloak (built once at fetch for an in-memory database, then `start --optimized`) imports realm
+# `cascade` from services/keycloak/cascade-realm.json (docker-compose.yml's too): three client-credentials
+# clients, cascade-reader, cascade-writer and cascade-promoter, whose secrets are made up at each start,
+# given to Keycloak through the environment and written to auth.env (mode 600). Nessie (in-memory version
+# store) validates the bearer tokens against the realm (Quarkus OIDC) and applies the authorization rules
+# of docs/security-model.md. Its warehouse is s3://$S3_BUCKET/auth/ on the S3 the environment names
+# (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; e.g. the stack's moto).
 #
 # Environment knobs:
 #   CASCADE_SERVICES_CACHE    download cache (default ~/.cache/cascade-ci/services)
@@ -120,24 +121,13 @@ wait_for() { # name url: until GET url answers 2xx, the process dies, or the tim
   log "$name is up after $(($(date +%s) - STARTED)) s"
 }
 
-write_realm() { # the realm file with this start's client secrets
-  local dir="$1" client first=1
-  mkdir -p "$dir"
-  {
-    printf '{"realm": "%s", "enabled": true, "accessTokenLifespan": 300, "clients": [' "$REALM"
-    for client in "${CLIENTS[@]}"; do
-      [ $first = 1 ] || printf ','
-      first=0
-      sed -e "s/@CLIENT@/$client/" -e "s/@SECRET@/${SECRETS[$client]}/" "$HERE/keycloak/client.json"
-    done
-    printf ']}\n'
-  } >"$dir/$REALM-realm.json"
-}
-
 start_keycloak() {
   local port="$1" management="$2"
-  write_realm "$KEYCLOAK_HOME/data/import"
-  launch keycloak "$RUN" env JAVA_HOME="$NESSIE_JAVA_HOME" JAVA_OPTS_KC_HEAP="-Xms64m -Xmx512m" \
+  # Keycloak imports from <its home>/data/import; the file's ${CASCADE_*_SECRET} come from the environment.
+  mkdir -p "$KEYCLOAK_HOME/data/import"
+  cp "$HERE/keycloak/$REALM-realm.json" "$KEYCLOAK_HOME/data/import/"
+  launch keycloak "$RUN" env JAVA_HOME="$NESSIE_JAVA_HOME" CASCADE_READER_SECRET="${SECRETS[cascade-reader]}" \
+    CASCADE_WRITER_SECRET="${SECRETS[cascade-writer]}" CASCADE_PROMOTER_SECRET="${SECRETS[cascade-promoter]}" JAVA_OPTS_KC_HEAP="-Xms64m -Xmx512m" \
     JAVA_OPTS_APPEND="$JIT_QUICK" "$KEYCLOAK_HOME/bin/kc.sh" start --optimized --import-realm --http-enabled=true \
     --hostname-strict=false --cache=local --http-host=127.0.0.1 --http-port="$port" --http-management-port="$management"
 }

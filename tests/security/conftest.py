@@ -1,4 +1,5 @@
-"""A token issuer (Keycloak) and a Nessie that demands its tokens, once per session (services/auth.sh).
+"""A token issuer (Keycloak) and a Nessie that demands its tokens, once per session (services/auth.sh),
+unless CASCADE_AUTH_ENV names the auth.env of ones already running.
 
 Nessie writes to the session stack's S3 (moto) under s3://<bucket>/auth/; its refs live in memory, so
 every session starts empty. The fixture fails (never skips) when the services cannot start.
@@ -22,6 +23,8 @@ from tests.conftest import REPO, _read_env
 
 AUTH = REPO / "services" / "auth.sh"
 CLIENTS = ("cascade-reader", "cascade-writer", "cascade-promoter")
+# Read once at import (`clean_env` scrubs CASCADE_*): the auth.env of services already running, if any.
+RUNNING_AUTH_ENV = os.environ.get("CASCADE_AUTH_ENV")
 
 
 class AuthStack(dict):
@@ -52,8 +55,13 @@ class AuthStack(dict):
 @pytest.fixture(scope="session")
 def auth_stack(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
     """Keycloak (realm `cascade`: clients cascade-reader, -writer, -promoter) and an auth-enabled Nessie."""
-    run = tmp_path_factory.mktemp("auth-services")
     keys = ("S3_ENDPOINT", "S3_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    if RUNNING_AUTH_ENV:  # started beforehand, on the same S3 (services/auth.sh start)
+        values = AuthStack(_read_env(Path(RUNNING_AUTH_ENV)))
+        values.update({key: stack[key] for key in keys if key in stack}, NESSIE_WAREHOUSE="warehouse")
+        yield values
+        return
+    run = tmp_path_factory.mktemp("auth-services")
     env = {**os.environ, **{key: stack[key] for key in keys if key in stack}, "CASCADE_AUTH_RUN": str(run)}
     began = time.monotonic()
     try:
