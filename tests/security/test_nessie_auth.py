@@ -224,3 +224,12 @@ def test_the_cli_refuses_plain_http_to_another_host(project):
     done = cascade(root, unsafe, "refs")
     assert done.returncode == 2
     assert "plain http" in done.stderr and "tok-x" not in done.stderr
+
+
+def test_a_reader_writing_through_iceberg_rest_is_denied_in_one_line(project, auth_stack: AuthStack):
+    root, env = project
+    assert cascade(root, {**env, **auth_stack.oauth2_env("cascade-writer")}, "branch").returncode == 0
+    done = cascade(root, {**env, **auth_stack.oauth2_env("cascade-reader")}, "ingest")
+    assert done.returncode == 2
+    assert "Nessie denied" in done.stderr and "service-account-cascade-reader" in done.stderr
+    assert "Traceback" not in done.stderr
