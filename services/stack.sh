@@ -245,7 +245,10 @@ EOF
   cat >"$dir/etc/log.properties" <<EOF
 io.trino=INFO
 EOF
+  # The S3 keys in Trino's environment: catalogs may name them as ${ENV:AWS_SECRET_ACCESS_KEY}
+  # (TRINO_CATALOG_SECRETS=env), so that no catalog property holds a key.
   launch trino "$dir" env JAVA_HOME="$TRINO_JAVA_HOME" PATH="$TRINO_JAVA_HOME/bin:$PATH" \
+    AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
     "$TRINO_HOME/bin/launcher" run --etc-dir="$dir/etc" --data-dir="$dir/data"
 }
 

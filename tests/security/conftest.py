@@ -91,3 +91,68 @@ def cascade(project: Path, env: dict[str, str], *args: str) -> subprocess.Comple
         text=True,
         timeout=300,
     )
+
+
+def _versions() -> dict[str, str]:
+    return _read_env(REPO / "services" / "versions.env")
+
+
+@pytest.fixture(scope="session")
+def file_store_trino(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A second Trino (from the stack's cache) whose dynamic catalogs are stored as files, as in
+    docker-compose.yml, with the S3 keys in its environment only; (its URI, its catalog folder)."""
+    versions = _versions()
+    cache = Path(os.environ.get("CASCADE_SERVICES_CACHE", Path.home() / ".cache" / "cascade-ci" / "services"))
+    home, java = cache / f"trino-server-{versions['TRINO_VERSION']}", versions["TRINO_JAVA_HOME"]
+    root = tmp_path_factory.mktemp("trino-file-store")
+    etc, data = root / "etc", root / "data"
+    (etc / "catalog").mkdir(parents=True)
+    data.mkdir()
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (etc / "node.properties").write_text(
+        f"node.environment=security\nnode.id=security-{port}\nnode.data-dir={data}\n"
+        "node.internal-address=127.0.0.1\nnode.bind-ip=127.0.0.1\n"
+    )
+    (etc / "jvm.config").write_text("-server\n-Xmx512M\n-XX:+UseSerialGC\n-XX:TieredStopAtLevel=1\n")
+    (etc / "config.properties").write_text(
+        f"coordinator=true\nnode-scheduler.include-coordinator=true\nhttp-server.http.port={port}\n"
+        f"discovery.uri=http://127.0.0.1:{port}\ncatalog.management=dynamic\ncatalog.store=file\n"
+        "query.max-memory=256MB\nquery.max-memory-per-node=128MB\n"
+    )
+    env = {
+        "PATH": f"{java}/bin:{os.environ['PATH']}",
+        "JAVA_HOME": java,
+        "AWS_ACCESS_KEY_ID": stack["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": stack["AWS_SECRET_ACCESS_KEY"],
+    }
+    log = (root / "trino.log").open("w")
+    process = subprocess.Popen(
+        [str(home / "bin" / "launcher"), "run", f"--etc-dir={etc}", f"--data-dir={data}"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 300
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"Trino exited: {(root / 'trino.log').read_text()[-3000:]}", pytrace=False)
+            try:
+                with urlopen(f"{uri}/v1/info", timeout=5) as response:
+                    if b'"starting":false' in response.read():
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("the second Trino did not start within 300 s", pytrace=False)
+            time.sleep(0.5)
+        yield uri, etc / "catalog"
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=60)
+        log.close()

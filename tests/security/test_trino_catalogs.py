@@ -4,6 +4,7 @@ and Trino authenticates to an auth-enabled Nessie with the same OAuth2 client cr
 from __future__ import annotations
 
 import uuid
+from contextlib import suppress
 
 import pytest
 from trino.exceptions import TrinoUserError
@@ -12,6 +13,7 @@ from cascade_ci.catalog.nessie import NessieBranchCatalog
 from cascade_ci.catalog.nessie_auth import NessieAuth
 from cascade_ci.config import load_settings
 from cascade_ci.engine.trino import TrinoEngine
+from cascade_ci.errors import NotFoundError
 from tests.security.conftest import AuthStack
 
 SECRETS = {"AWS_ACCESS_KEY_ID": "AKIA-probe", "AWS_SECRET_ACCESS_KEY": "s3-secret-probe"}
@@ -79,3 +81,41 @@ def test_the_consumers_catalog_refuses_writes_even_for_a_writer(trino_on_auth_ne
     with pytest.raises(TrinoUserError, match="Access Denied"):
         engine.execute(f"CREATE SCHEMA {name}.consumer_write")
     assert ["consumer_write"] not in engine.execute(f"SHOW SCHEMAS FROM {name}")
+
+
+def test_file_stored_catalogs_hold_no_key_and_still_read(file_store_trino, stack: dict[str, str]):
+    """The consumers' catalog as docker-compose.yml stores it: a file naming ${ENV:...}, which Trino resolves."""
+    import pyarrow as pa
+
+    uri, folder = file_store_trino
+    branch = f"consumers-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        nessie_uri=stack["NESSIE_URI"],
+        trino_uri=uri,
+        s3_endpoint=stack["S3_ENDPOINT"],
+        s3_access_key_id=stack["AWS_ACCESS_KEY_ID"],
+        s3_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
+        main_branch=branch,
+        trino_catalog_secrets="env",
+    )
+    nessie = NessieBranchCatalog.from_settings(settings)
+    root = nessie._call("GET", "/config")["noAncestorHash"]
+    nessie.create_ref(branch, root)
+    tables = nessie.tables(branch)
+    tables.create_namespace("shop")
+    rows = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
+    tables.create_table("shop.orders", rows.schema).append(rows)
+    engine = TrinoEngine(settings, nessie)
+    name = engine.ensure_main_catalog()
+    try:
+        assert engine.execute(f"SELECT count(*) FROM {name}.shop.orders") == [[3]]  # the keys came from ${ENV:...}
+        with pytest.raises(TrinoUserError, match="Access Denied"):
+            engine.execute(f"INSERT INTO {name}.shop.orders VALUES (4)")
+        files = list(folder.glob("*.properties"))
+        text = "\n".join(path.read_text() for path in files)
+        assert files and "iceberg.security=read_only" in text
+        assert stack["AWS_SECRET_ACCESS_KEY"] not in text and stack["AWS_ACCESS_KEY_ID"] not in text
+    finally:
+        engine.drop_catalog(name)
+        with suppress(NotFoundError):  # the shared Nessie's other tests may have swept it already
+            nessie.delete_ref(branch, nessie.get_ref(branch).hash)
