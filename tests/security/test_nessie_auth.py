@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import threading
 import uuid
@@ -233,3 +234,17 @@ def test_a_reader_writing_through_iceberg_rest_is_denied_in_one_line(project, au
     assert done.returncode == 2
     assert "Nessie denied" in done.stderr and "service-account-cascade-reader" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_doctor_and_the_file_sweep_use_the_credentials(project, auth_stack: AuthStack):
+    root, env = project
+    reader = {**env, **auth_stack.oauth2_env("cascade-reader")}
+    doctor = cascade(root, reader, "doctor", "--json")
+    findings = {(f["component"], f["check"]): f for f in json.loads(doctor.stdout)["findings"]}
+    assert findings[("catalog", "nessie")]["status"] == "ok", findings
+    assert findings[("storage", "s3 bucket")]["status"] == "ok", findings
+    unauthenticated = cascade(root, {**env, "NESSIE_AUTH": "none"}, "doctor", "--json")
+    nessie = next(f for f in json.loads(unauthenticated.stdout)["findings"] if f["check"] == "nessie")
+    assert nessie["status"] == "error" and "401" in nessie["message"]
+    sweep = cascade(root, {**env, **auth_stack.oauth2_env("cascade-writer")}, "gc", "--files", "--dry-run", "--json")
+    assert sweep.returncode == 0, sweep.stderr
