@@ -20,15 +20,11 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source-path=SCRIPTDIR source=versions.env
-. "$HERE/versions.env"
-CACHE="${CASCADE_SERVICES_CACHE:-$HOME/.cache/cascade-ci/services}"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
 RUN="${CASCADE_AUTH_RUN:-$HERE/.run-auth}"
 TIMEOUT="${CASCADE_SERVICES_TIMEOUT:-240}"
-PYTHON="${PYTHON:-python3}"
-MVN_DEP="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 KEYCLOAK_HOME="$CACHE/keycloak-$KEYCLOAK_VERSION"
-NESSIE_JAR="$CACHE/nessie-quarkus-$NESSIE_VERSION-runner.jar"
 REALM=cascade
 # Build-time options of Keycloak (kc.sh build); `start --optimized` then boots without rebuilding.
 KEYCLOAK_BUILD=(--db=dev-mem --health-enabled=true)
@@ -41,25 +37,9 @@ die() {
   exit 1
 }
 
-mvn_copy() { # artifact, file name -> $CACHE/<file name>, downloaded once
-  local artifact="$1" name="$2" tmp
-  [ -s "$CACHE/$name" ] && return 0
-  command -v mvn >/dev/null || die "mvn is needed to download $artifact"
-  tmp="$CACHE/.download.$$"
-  mkdir -p "$tmp"
-  log "downloading $artifact"
-  if ! mvn -B -q "$MVN_DEP:copy" -Dartifact="$artifact" -DoutputDirectory="$tmp" >"$tmp/mvn.log" 2>&1; then
-    tail -n 20 "$tmp/mvn.log" >&2
-    rm -rf "$tmp"
-    die "could not download $artifact from Maven Central"
-  fi
-  mv "$tmp/$name" "$CACHE/$name"
-  rm -rf "$tmp"
-}
-
 cmd_fetch() {
   mkdir -p "$CACHE"
-  mvn_copy "org.projectnessie.nessie:nessie-quarkus:$NESSIE_VERSION:jar:runner" "$(basename "$NESSIE_JAR")"
+  fetch_nessie
   if [ ! -x "$KEYCLOAK_HOME/bin/kc.sh" ]; then
     mvn_copy "org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" "keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip"
     log "unpacking Keycloak $KEYCLOAK_VERSION"
@@ -78,25 +58,7 @@ cmd_fetch() {
   fi
 }
 
-free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 secret() { "$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(24))'; }
-
-alive() {
-  local pid
-  [ -f "$RUN/$1.pid" ] || return 1
-  pid="$(cat "$RUN/$1.pid")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
-launch() { # name, workdir, command...: its own process group, so stop ends its children too
-  local name="$1" dir="$2"
-  shift 2
-  (cd "$dir" && exec setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null) &
-  echo $! >"$RUN/$name.pid"
-}
 
 fail() {
   log "ERROR: $*"
@@ -175,7 +137,7 @@ cmd_start() {
   cmd_fetch
   mkdir -p "$RUN"
   rm -rf "$RUN/nessie" "$RUN"/*.log "$RUN"/*.pid "$RUN/auth.env"
-  declare -gA SECRETS=()
+  declare -gA SECRETS=() LAUNCHED=()
   local client kc_port kc_mgmt nessie_port nessie_mgmt issuer
   for client in "${CLIENTS[@]}"; do SECRETS[$client]="$(secret)"; done
   kc_port="$(free_port)" kc_mgmt="$(free_port)" nessie_port="$(free_port)" nessie_mgmt="$(free_port)"
@@ -198,22 +160,6 @@ cmd_start() {
   } >"$RUN/auth.env"
   chmod 600 "$RUN/auth.env"
   log "ready: $RUN/auth.env"
-}
-
-stop_one() {
-  local name="$1" pid _
-  [ -f "$RUN/$name.pid" ] || return 0
-  pid="$(cat "$RUN/$name.pid")"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    log "stopped $name (pid $pid)"
-  fi
-  rm -f "$RUN/$name.pid"
 }
 
 cmd_stop() {

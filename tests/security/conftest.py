@@ -19,7 +19,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from tests.conftest import REPO, _read_env
+from tests.conftest import REPO, _read_env, start_services
 
 AUTH = REPO / "services" / "auth.sh"
 CLIENTS = ("cascade-reader", "cascade-writer", "cascade-promoter")
@@ -64,13 +64,7 @@ def auth_stack(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     run = tmp_path_factory.mktemp("auth-services")
     env = {**os.environ, **{key: stack[key] for key in keys if key in stack}, "CASCADE_AUTH_RUN": str(run)}
     began = time.monotonic()
-    try:
-        started = subprocess.run(["bash", str(AUTH), "start"], env=env, capture_output=True, text=True, timeout=900)
-    except subprocess.TimeoutExpired as e:
-        subprocess.run(["bash", str(AUTH), "stop"], env=env, capture_output=True, timeout=120)
-        pytest.fail(f"services/auth.sh start hung:\n{e.stdout}\n{e.stderr}", pytrace=False)
-    if started.returncode != 0:
-        pytest.fail(f"services/auth.sh start failed:\n{started.stdout}\n{started.stderr}", pytrace=False)
+    start_services(AUTH, env)
     values = AuthStack(_read_env(run / "auth.env"))
     values.update({key: stack[key] for key in keys if key in stack}, NESSIE_WAREHOUSE="warehouse")
     print(f"\nauth services up in {time.monotonic() - began:.1f} s", file=sys.stderr)
