@@ -118,4 +118,5 @@ def test_file_stored_catalogs_hold_no_key_and_still_read(file_store_trino, stack
     finally:
         engine.drop_catalog(name)
         with suppress(NotFoundError):  # the shared Nessie's other tests may have swept it already
-            nessie.delete_ref(branch, nessie.get_ref(branch).hash)
+            trunk = NessieBranchCatalog(stack["NESSIE_URI"])  # one whose default branch is main, not `branch`
+            trunk.delete_ref(branch, trunk.get_ref(branch).hash)
