@@ -248,3 +248,12 @@ def test_doctor_and_the_file_sweep_use_the_credentials(project, auth_stack: Auth
     assert nessie["status"] == "error" and "401" in nessie["message"]
     sweep = cascade(root, {**env, **auth_stack.oauth2_env("cascade-writer")}, "gc", "--files", "--dry-run", "--json")
     assert sweep.returncode == 0, sweep.stderr
+
+
+def test_config_check_masks_the_nessie_secrets(tmp_path: Path):
+    shutil.copytree(EXAMPLES / "minimal", tmp_path / "minimal", ignore=shutil.ignore_patterns(*PROJECT_LEFTOVERS))
+    token, secret = "tok-" + uuid.uuid4().hex, "sec-" + uuid.uuid4().hex
+    env = {"NESSIE_AUTH": "oauth2", "NESSIE_TOKEN": token, "NESSIE_OAUTH2_CLIENT_SECRET": secret}
+    done = cascade(tmp_path / "minimal", env, "config", "check", "--json")
+    assert "oauth2" in done.stdout  # the settings were read, and printed
+    assert token not in done.stdout + done.stderr and secret not in done.stdout + done.stderr
