@@ -839,6 +839,9 @@ def check(as_json: bool) -> None:
       validation_retry_delay_seconds  branch_retention_days  branch_retention_days_failed
       main_retention_days  main_retention_promotions  tag_retention_days  tag_retention_count  gc_grace_hours
       nessie_uri  nessie_warehouse  nessie_timeout  s3_endpoint  s3_region  trino_uri  trino_user
+      nessie_auth (none|bearer|oauth2)  nessie_oauth2_token_url  nessie_oauth2_client_id  nessie_oauth2_scope
+      trino_catalog_secrets (inline|env); secrets from the environment: nessie_token [NESSIE_TOKEN]
+      nessie_oauth2_client_secret [NESSIE_OAUTH2_CLIENT_SECRET]
     Tables: [sources.NAME] [transform] [tables."ns.table"] [[checks]] [gate_options.GATE]
     (see the README's "Use it for your own pipeline").
     """

@@ -204,10 +204,25 @@ class Settings(BaseSettings):
     s3_access_key_id: SecretStr | None = Field(None, validation_alias="AWS_ACCESS_KEY_ID")
     s3_secret_access_key: SecretStr | None = Field(None, validation_alias="AWS_SECRET_ACCESS_KEY")
 
+    # Nessie's authentication (secrets from the environment; sent only over https or to localhost).
+    nessie_auth: Literal["none", "bearer", "oauth2"] = Field(
+        "none", description="none, bearer (NESSIE_TOKEN) or oauth2 (client credentials, NESSIE_OAUTH2_*)."
+    )
+    nessie_token: SecretStr | None = None
+    nessie_oauth2_token_url: str | None = Field(None, description="The issuer's token endpoint.")
+    nessie_oauth2_client_id: str | None = None
+    nessie_oauth2_client_secret: SecretStr | None = None
+    nessie_oauth2_scope: str | None = Field(None, description="Scopes to ask for, space-separated (default: none).")
+
     # Production engine (Trino).
     trino_uri: str = "http://localhost:8080"
     trino_user: str = "cascade"
     trino_password: SecretStr | None = None
+    trino_catalog_secrets: Literal["inline", "env"] = Field(
+        "inline",
+        description="env: catalogs name the keys as ${ENV:AWS_SECRET_ACCESS_KEY}... (Trino's own environment holds "
+        "them; nothing secret reaches a catalog file); inline: the values themselves.",
+    )
 
     # GitHub (tokens are secrets and never printed).
     github_token: SecretStr | None = None

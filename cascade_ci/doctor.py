@@ -26,6 +26,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlsplit
 from urllib.request import Request, urlopen
 
+from cascade_ci.catalog.nessie_auth import NessieAuth
 from cascade_ci.errors import ConfigError, safe_url
 
 if TYPE_CHECKING:
@@ -113,19 +114,26 @@ class Unreachable(Exception):
     """A service did not answer, or answered with an error status."""
 
 
-def fetch(url: str, timeout: float = TIMEOUT_S, accept: str = "application/json") -> bytes:
-    """The body of GET `url`; Unreachable (with a message naming the URL) otherwise. No retries."""
+def fetch(
+    url: str, timeout: float = TIMEOUT_S, accept: str = "application/json", auth: NessieAuth | None = None
+) -> bytes:
+    """The body of GET `url` (with Nessie's credentials, if given); Unreachable otherwise. No retries."""
+    from cascade_ci.errors import CascadeError
+
     try:
-        with urlopen(Request(url, headers={"Accept": accept}), timeout=timeout) as response:  # noqa: S310
+        request = Request(url, headers={"Accept": accept})  # noqa: S310
+        with urlopen(auth.sign(request) if auth else request, timeout=timeout) as response:  # noqa: S310
             return response.read()
+    except CascadeError as e:  # the token could not be had, or may not travel there
+        raise Unreachable(str(e)) from e
     except HTTPError as e:
         raise Unreachable(f"{safe_url(url)} answered HTTP {e.code} {e.reason}") from e
     except (URLError, TimeoutError, ConnectionError) as e:
         raise Unreachable(f"{safe_url(url)} did not answer: {getattr(e, 'reason', e)}") from e
 
 
-def fetch_json(url: str, timeout: float = TIMEOUT_S) -> Any:
-    body = fetch(url, timeout)
+def fetch_json(url: str, timeout: float = TIMEOUT_S, auth: NessieAuth | None = None) -> Any:
+    body = fetch(url, timeout, auth=auth)
     try:
         return json.loads(body)
     except ValueError as e:
@@ -392,10 +400,10 @@ def _version_finding(component: str, name: str, version: str | None, where: str)
     return Finding(component, f"{name} version", Status.OK, f"{version}, as tested", details)
 
 
-def _nessie_version(uri: str, timeout: float) -> str | None:
+def _nessie_version(uri: str, timeout: float, auth: NessieAuth) -> str | None:
     """The server's release, from its OpenAPI document (`info.version`): `/api/v2/config` does not carry it."""
     try:
-        text = fetch(f"{uri}/nessie-openapi/openapi.yaml", timeout, accept="*/*").decode("utf-8", "replace")
+        text = fetch(f"{uri}/nessie-openapi/openapi.yaml", timeout, "*/*", auth).decode("utf-8", "replace")
     except Unreachable:
         return None
     match = re.search(r"^info:.*?^  version:\s*['\"]?([^'\"\s]+)", text, re.MULTILINE | re.DOTALL)
@@ -407,8 +415,9 @@ def check_nessie(settings: Settings, server: NessieServer, timeout: float = TIME
     from cascade_ci.catalog.nessie import _parse_time, _ref_path
 
     uri = settings.nessie_uri.rstrip("/")
+    auth = NessieAuth.from_settings(settings)
     try:
-        config = fetch_json(f"{uri}/api/v2/config", timeout)
+        config = fetch_json(f"{uri}/api/v2/config", timeout, auth)
     except Unreachable as e:
         down = Finding("catalog", "nessie", Status.ERROR, f"Nessie: {e}", {"uri": safe_url(uri)})
         declared = server.config is not None or server.store_type  # judged all the same: it needs no server
@@ -422,7 +431,7 @@ def check_nessie(settings: Settings, server: NessieServer, timeout: float = TIME
                 f"{safe_url(uri)}/api/v2/config is not Nessie's REST API v2: {str(config)[:80]}",
             )
         ]
-    version = _nessie_version(uri, timeout)
+    version = _nessie_version(uri, timeout, auth)
     created = config.get("repositoryCreationTimestamp")
     created_at = _parse_time(created) if created else None
     details = {
@@ -436,7 +445,7 @@ def check_nessie(settings: Settings, server: NessieServer, timeout: float = TIME
     findings = []
     main = settings.main_branch
     try:
-        ref = fetch_json(f"{uri}/api/v2/trees/{_ref_path(main)}", timeout)
+        ref = fetch_json(f"{uri}/api/v2/trees/{_ref_path(main)}", timeout, auth)
         head = str((ref.get("reference") or {}).get("hash", ""))
     except Unreachable as e:
         findings.append(Finding("catalog", "nessie", Status.ERROR, f"branch {main!r} cannot be read: {e}", details))
@@ -484,7 +493,8 @@ def check_s3(settings: Settings, timeout: float = TIMEOUT_S) -> list[Finding]:
     """The bucket of Nessie's warehouse exists, at the endpoint cascade's clients use."""
     uri = settings.nessie_uri.rstrip("/")
     try:
-        config = fetch_json(f"{uri}/iceberg/v1/config?warehouse={quote(settings.nessie_warehouse)}", timeout)
+        query = quote(settings.nessie_warehouse)
+        config = fetch_json(f"{uri}/iceberg/v1/config?warehouse={query}", timeout, NessieAuth.from_settings(settings))
     except Unreachable as e:
         return [Finding("storage", "s3 bucket", Status.ERROR, f"the warehouse's location is unknown: {e}")]
     location = str((config.get("defaults") or {}).get("warehouse", ""))

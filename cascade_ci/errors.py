@@ -80,6 +80,10 @@ class MergeConflictError(ConflictError):
         self.tables = tables
 
 
+class AccessDeniedError(CatalogError, Terminal):
+    """The catalog's authorization rules deny this identity the operation."""
+
+
 class ReadOnlyRefError(CatalogError, Terminal):
     """Tags and detached hashes cannot be written."""
 

@@ -23,19 +23,15 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source-path=SCRIPTDIR source=versions.env
-. "$HERE/versions.env"
-CACHE="${CASCADE_SERVICES_CACHE:-$HOME/.cache/cascade-ci/services}"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
 RUN="${CASCADE_SERVICES_RUN:-$HERE/.run}"
 TIMEOUT="${CASCADE_SERVICES_TIMEOUT:-180}"
 NESSIE_HEAP="${CASCADE_NESSIE_HEAP:-1g}"
-PYTHON="${PYTHON:-python3}"
-MVN_DEP="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 # Test-only credentials for the throwaway moto server; Nessie reads them through a secret reference.
 S3_ACCESS_KEY="${STACK_S3_ACCESS_KEY:-cascade-test}"
 S3_SECRET_KEY="${STACK_S3_SECRET_KEY:-cascade-test-secret}"
 
-NESSIE_JAR="$CACHE/nessie-quarkus-$NESSIE_VERSION-runner.jar"
 TRINO_HOME="$CACHE/trino-server-$TRINO_VERSION"
 MOTO_VENV="$CACHE/moto-$MOTO_VERSION"
 
@@ -43,27 +39,6 @@ log() { printf '[stack] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # -- fetch ----------------------------------------------------------------------------------------
-
-mvn_copy() { # artifact, file name -> $CACHE/<file name>, downloaded once
-  local artifact="$1" name="$2"
-  [ -s "$CACHE/$name" ] && return 0
-  command -v mvn >/dev/null || die "mvn is needed to download $artifact"
-  local tmp="$CACHE/.download.$$"
-  mkdir -p "$tmp"
-  log "downloading $artifact"
-  if ! mvn -B -q "$MVN_DEP:copy" -Dartifact="$artifact" -DoutputDirectory="$tmp" -Dmdep.overWriteReleases=true \
-      >"$tmp/mvn.log" 2>&1; then
-    tail -n 20 "$tmp/mvn.log" >&2
-    rm -rf "$tmp"
-    die "could not download $artifact from Maven Central"
-  fi
-  mv "$tmp/$name" "$CACHE/$name"
-  rm -rf "$tmp"
-}
-
-fetch_nessie() {
-  mvn_copy "org.projectnessie.nessie:nessie-quarkus:$NESSIE_VERSION:jar:runner" "$(basename "$NESSIE_JAR")"
-}
 
 fetch_moto() {
   [ -f "$MOTO_VENV/.installed" ] && return 0
@@ -103,27 +78,6 @@ cmd_fetch() {
 }
 
 # -- helpers --------------------------------------------------------------------------------------
-
-free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-alive() { # service name -> 0 if its pid file names a live process
-  local pid
-  [ -f "$RUN/$1.pid" ] || return 1
-  pid="$(cat "$RUN/$1.pid")"
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
-launch() { # name, workdir, command... : own session (process group) so stop can end its children too
-  local name="$1" dir="$2"
-  shift 2
-  LAUNCHED["$name"]="$(now_ms)"
-  (cd "$dir" && exec setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null) &
-  echo $! >"$RUN/$name.pid"
-}
-
-now_ms() { date +%s%3N; }
 
 # wait_for name url check : polls until `check` accepts the body of GET url, the process dies, or timeout;
 # records the seconds from launch to healthy in STARTUP[name]
@@ -245,7 +199,10 @@ EOF
   cat >"$dir/etc/log.properties" <<EOF
 io.trino=INFO
 EOF
+  # The S3 keys in Trino's environment: catalogs may name them as ${ENV:AWS_SECRET_ACCESS_KEY}
+  # (TRINO_CATALOG_SECRETS=env), so that no catalog property holds a key.
   launch trino "$dir" env JAVA_HOME="$TRINO_JAVA_HOME" PATH="$TRINO_JAVA_HOME/bin:$PATH" \
+    AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
     "$TRINO_HOME/bin/launcher" run --etc-dir="$dir/etc" --data-dir="$dir/data"
 }
 
@@ -295,24 +252,6 @@ cmd_start() {
 }
 
 # -- stop / status --------------------------------------------------------------------------------
-
-stop_one() { # name [signal]: the signal (default TERM) to its process group, then KILL after 30 s
-  local name="$1" signal="${2:-TERM}" pid _
-  [ -f "$RUN/$name.pid" ] || return 0
-  pid="$(cat "$RUN/$name.pid")"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill "-$signal" -- "-$pid" 2>/dev/null || kill "-$signal" "$pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    log "stopped $name (pid $pid, SIG$signal)"
-  fi
-  rm -f "$RUN/$name.pid"
-}
 
 # restart-nessie [KILL|TERM]: the same Nessie again (config, ports, RocksDB store), e.g. after a crash
 cmd_restart_nessie() {

@@ -131,6 +131,19 @@ def _read_env(path: Path) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
+def start_services(script: Path, env: dict[str, str]) -> None:
+    """`bash script start`; the test fails with the script's output if it fails or hangs (then `stop`)."""
+    name = script.relative_to(REPO)
+    try:
+        started = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True, text=True, timeout=1200)
+    except subprocess.TimeoutExpired as e:
+        subprocess.run(["bash", str(script), "stop"], env=env, capture_output=True, timeout=120)
+        pytest.fail(f"{name} start hung:\n{e.stdout}\n{e.stderr}", pytrace=False)
+    if started.returncode != 0:
+        output = f"{started.stdout}\n{started.stderr}"
+        pytest.fail(f"{name} start failed (exit {started.returncode}):\n{output}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The services' settings (NESSIE_URI, S3_ENDPOINT, keys ...), starting them when needed."""
@@ -139,16 +152,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         return
     run = tmp_path_factory.mktemp("services")
     env = {**os.environ, "CASCADE_SERVICES_RUN": str(run)}
-    try:
-        started = subprocess.run(["bash", str(STACK), "start"], env=env, capture_output=True, text=True, timeout=1200)
-    except subprocess.TimeoutExpired as e:
-        subprocess.run(["bash", str(STACK), "stop"], env=env, capture_output=True, timeout=120)
-        pytest.fail(f"services/stack.sh start hung:\n{e.stdout}\n{e.stderr}", pytrace=False)
-    if started.returncode != 0:
-        pytest.fail(
-            f"services/stack.sh start failed (exit {started.returncode}):\n{started.stdout}\n{started.stderr}",
-            pytrace=False,
-        )
+    start_services(STACK, env)
     try:
         yield _read_env(run / "stack.env")
     finally:

@@ -31,10 +31,14 @@ from cascade_ci.catalog.base import (
     scratch_name,
     stale_scratch,
 )
+from cascade_ci.catalog.nessie_auth import NessieAuth
 from cascade_ci.catalog.nessie_tables import NessieRefCatalog
 from cascade_ci.errors import (
+    AccessDeniedError,
     AlreadyExistsError,
+    CascadeError,
     CatalogError,
+    ConfigError,
     ConflictError,
     InvalidNameError,
     MergeConflictError,
@@ -104,8 +108,10 @@ class NessieBranchCatalog:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        auth: NessieAuth | None = None,
     ) -> None:
         self.uri = uri.rstrip("/")
+        self.auth = auth or NessieAuth()
         self.warehouse = warehouse
         self.default_branch = default_branch
         self.s3_options = dict(s3_options or {})  # the user's settings: they win over what Nessie advertises
@@ -133,6 +139,7 @@ class NessieBranchCatalog:
             s3_options=s3,
             s3_defaults=defaults,
             timeout=settings.nessie_timeout,
+            auth=NessieAuth.from_settings(settings),
         )
 
     # -- HTTP -----------------------------------------------------------------------------------
@@ -155,7 +162,8 @@ class NessieBranchCatalog:
         for attempt in range(self._retries + 1):
             last = attempt == self._retries
             try:
-                with urlopen(Request(url, data, headers, method=method), timeout=self._timeout) as resp:  # noqa: S310
+                request = self.auth.sign(Request(url, data, headers, method=method))  # noqa: S310
+                with urlopen(request, timeout=self._timeout) as resp:
                     raw = resp.read()
                 return json.loads(raw) if raw else None
             except HTTPError as e:
@@ -175,7 +183,7 @@ class NessieBranchCatalog:
 
     def _error(
         self, e: HTTPError, method: str, url: str, errors: Mapping[int, type[CatalogError]] | None
-    ) -> CatalogError:
+    ) -> CascadeError:
         try:
             payload = json.loads(e.read() or b"{}")
         except ValueError:
@@ -185,6 +193,11 @@ class NessieBranchCatalog:
         if e.code >= 500:
             where = f"Nessie at {safe_url(self.uri)}"
             return ServiceUnavailableError(f"{where} failed {method} {safe_url(url)}: HTTP {e.code} {message}")
+        if e.code == 401:
+            hint = "set NESSIE_AUTH and its credentials" if not self.auth.enabled else "check the credentials"
+            return ConfigError(f"Nessie at {safe_url(self.uri)} refused the credentials (HTTP 401): {hint}")
+        if e.code == 403:
+            return AccessDeniedError(f"Nessie denied {method} {safe_url(url)}: {message}")
         if code == "REFERENCE_ALREADY_EXISTS":
             return AlreadyExistsError(message)
         if e.code == 400 and "must be a branch" in message:
@@ -468,7 +481,7 @@ class NessieBranchCatalog:
             "prefix": quote(f"{spec}|{self.warehouse}", safe=""),
             **self.s3_defaults,
         }
-        return NessieRefCatalog(ref, read_only=not writable, client_io=self.s3_options, **properties)
+        return NessieRefCatalog(ref, read_only=not writable, client_io=self.s3_options, auth=self.auth, **properties)
 
     def close(self) -> None:
         """Nothing to release: every call opens its own connection."""

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.typedef import EMPTY_DICT, Properties
 
-from cascade_ci.errors import ReadOnlyRefError
+from cascade_ci.errors import AccessDeniedError, ConfigError, ReadOnlyRefError, safe_url
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO
-    from requests import Session
+    from requests import Response, Session
+
+    from cascade_ci.catalog.nessie_auth import NessieAuth
 
 
 # What a server's vended credentials add to its keys; meaningless (and refused by S3) with other keys.
@@ -30,10 +32,16 @@ class NessieRefCatalog(RestCatalog):
     """
 
     def __init__(
-        self, name: str, read_only: bool, client_io: Mapping[str, str] = EMPTY_DICT, **properties: str
+        self,
+        name: str,
+        read_only: bool,
+        client_io: Mapping[str, str] = EMPTY_DICT,
+        auth: NessieAuth | None = None,
+        **properties: str,
     ) -> None:
         self.read_only = read_only
         self.client_io = dict(client_io)
+        self.auth = auth
         super().__init__(name, **properties)
 
     def _load_file_io(self, properties: Properties = EMPTY_DICT, location: str | None = None) -> FileIO:
@@ -48,8 +56,11 @@ class NessieRefCatalog(RestCatalog):
             raise ReadOnlyRefError(f"{self.name!r} is not a branch; tables can only be changed on a branch")
 
     def _create_session(self) -> Session:
-        """pyiceberg's session, with table commits adapted to what Nessie's Iceberg REST endpoint requires."""
+        """pyiceberg's session with cascade's Nessie credentials, and table commits adapted to Nessie's endpoint."""
         session = super()._create_session()
+        if self.auth is not None and self.auth.enabled:
+            session.auth = self.auth.requests_auth()
+        session.hooks["response"].append(refused_credentials)
         post = session.post
 
         def post_for_nessie(url: str | bytes, data: Any = None, **kwargs: Any) -> Any:
@@ -57,6 +68,28 @@ class NessieRefCatalog(RestCatalog):
 
         session.post = post_for_nessie  # type: ignore[method-assign]
         return session
+
+
+def refused_credentials(response: Response, *args: Any, **kwargs: Any) -> Response:
+    """A refusal from the Iceberg REST endpoint as cascade's error with Nessie's reason (a requests hook).
+
+    401: no or bad credentials. 403, or a 500 whose message is an `AccessCheckException` (how Nessie 0.99
+    answers a table commit its authorization rules deny): the identity may not do this.
+    """
+    if response.status_code not in (401, 403, 500):
+        return response
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    reason = str(error.get("message") or response.reason)
+    denied = response.status_code == 403 or error.get("type") == "AccessCheckException"
+    if response.status_code == 500 and not denied:
+        return response
+    where = f"{response.request.method if response.request else ''} {safe_url(str(response.url))}".strip()
+    if response.status_code == 401:
+        raise ConfigError(f"Nessie refused the credentials (HTTP 401) for {where}: set NESSIE_AUTH and its credentials")
+    raise AccessDeniedError(f"Nessie denied {where}: {reason}")
 
 
 def _max_field_id(node: Any) -> int:

@@ -127,7 +127,8 @@ class NessieSweep:
             return self.catalog.warehouse
         query = urlencode({"warehouse": self.catalog.warehouse})
         url = f"{self.catalog.uri}/iceberg/v1/config?{query}"
-        with urlopen(Request(url, headers={"Accept": "application/json"}), timeout=self.catalog._timeout) as resp:  # noqa: S310
+        request = self.catalog.auth.sign(Request(url, headers={"Accept": "application/json"}))  # noqa: S310
+        with urlopen(request, timeout=self.catalog._timeout) as resp:
             config = json.loads(resp.read())
         location = {**config.get("defaults", {}), **config.get("overrides", {})}.get("warehouse", "")
         if "://" not in location:

@@ -122,8 +122,30 @@ class TrinoEngine:
         except (OSError, OperationalError, HttpError) as e:
             raise ServiceUnavailableError(f"Trino at {safe_url(self.settings.trino_uri)} did not answer: {e}") from e
 
-    def catalog_properties(self, branch: str) -> dict[str, str]:
-        """The Iceberg connector's properties for a REST catalog on Nessie at `branch`."""
+    def _secret(self, variable: str, value: str) -> str:
+        """A secret as a catalog property: `${ENV:VARIABLE}` (resolved by Trino) or, inline, the value."""
+        return f"${{ENV:{variable}}}" if self.settings.trino_catalog_secrets == "env" else value
+
+    def _nessie_auth_properties(self) -> dict[str, str]:
+        """How Trino authenticates to Nessie: the same token or client credentials as cascade."""
+        s = self.settings
+        if s.nessie_auth == "bearer" and s.nessie_token:
+            token = self._secret("NESSIE_TOKEN", s.nessie_token.get_secret_value())
+            return {"iceberg.rest-catalog.security": "OAUTH2", "iceberg.rest-catalog.oauth2.token": token}
+        if s.nessie_auth == "oauth2" and s.nessie_oauth2_client_secret and s.nessie_oauth2_token_url:
+            client = self._secret("NESSIE_OAUTH2_CLIENT_ID", str(s.nessie_oauth2_client_id))
+            secret = self._secret("NESSIE_OAUTH2_CLIENT_SECRET", s.nessie_oauth2_client_secret.get_secret_value())
+            return {
+                "iceberg.rest-catalog.security": "OAUTH2",
+                "iceberg.rest-catalog.oauth2.server-uri": s.nessie_oauth2_token_url,
+                "iceberg.rest-catalog.oauth2.credential": f"{client}:{secret}",
+                # Trino asks for scope `catalog` unless told otherwise, which issuers such as Keycloak refuse.
+                "iceberg.rest-catalog.oauth2.scope": s.nessie_oauth2_scope or "openid",
+            }
+        return {}
+
+    def catalog_properties(self, branch: str, read_only: bool = False) -> dict[str, str]:
+        """The Iceberg connector's properties for a REST catalog on Nessie at `branch` (read-only, if asked)."""
         s = self.settings
         properties = {
             "iceberg.catalog.type": "rest",
@@ -137,12 +159,18 @@ class TrinoEngine:
         if s.s3_endpoint:
             properties["s3.endpoint"] = s.s3_endpoint
         if s.s3_access_key_id and s.s3_secret_access_key:
-            properties["s3.aws-access-key"] = s.s3_access_key_id.get_secret_value()
-            properties["s3.aws-secret-key"] = s.s3_secret_access_key.get_secret_value()
+            properties["s3.aws-access-key"] = self._secret("AWS_ACCESS_KEY_ID", s.s3_access_key_id.get_secret_value())
+            properties["s3.aws-secret-key"] = self._secret(
+                "AWS_SECRET_ACCESS_KEY", s.s3_secret_access_key.get_secret_value()
+            )
+        properties.update(self._nessie_auth_properties())
+        if read_only:
+            properties["iceberg.security"] = "read_only"
         return properties
 
-    def _create_statement(self, name: str, branch: str) -> str:
-        pairs = ", ".join(f'"{key}" = {literal(value)}' for key, value in self.catalog_properties(branch).items())
+    def _create_statement(self, name: str, branch: str, read_only: bool = False) -> str:
+        properties = self.catalog_properties(branch, read_only)
+        pairs = ", ".join(f'"{key}" = {literal(value)}' for key, value in properties.items())
         return f"CREATE CATALOG {identifier(name)} USING iceberg WITH ({pairs})"
 
     def create_catalog(self, branch: str) -> str:
@@ -158,10 +186,13 @@ class TrinoEngine:
         self._created.discard(name)
 
     def ensure_main_catalog(self) -> str:
-        """The catalog consumers query, named after the published branch (`main`); created once, kept."""
+        """The catalog consumers query, named after the published branch (`main`); created once, kept.
+
+        It is read-only (`iceberg.security=read_only`): main changes only by promotion, never through SQL.
+        """
         name = identifier(_UNSAFE.sub("_", self.settings.main_branch.lower()))
         if [name] not in self.execute("SHOW CATALOGS"):
-            self.execute(self._create_statement(name, self.settings.main_branch))
+            self.execute(self._create_statement(name, self.settings.main_branch, read_only=True))
         return name
 
     def prepare(self, branch: str, incremental: list[str] | None = None) -> DbtTarget:
