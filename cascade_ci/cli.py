@@ -33,6 +33,13 @@ run_id_option = click.option(
 )
 
 
+allow_empty_option = click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Go on although the branch's last ingest failed or landed nothing (refused otherwise, exit 1).",
+)
+
+
 def _pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
     pairs = {}
     for value in values:
@@ -91,8 +98,9 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
         try:
             code = fn(*args, **kwargs) or EXIT_OK
         except CascadeError as e:
-            if kwargs.get("as_json"):
-                click.echo(json.dumps({"type": type(e).__name__, "message": str(e)}))
+            if kwargs.get("as_json"):  # `details`: what a command had done before it failed
+                details = getattr(e, "details", None) or {}
+                click.echo(json.dumps({"type": type(e).__name__, "message": str(e), **details}, default=str))
             click.echo(f"cascade: {e}", err=True)
             code = e.exit_code
         except Exception as e:  # a bug or an unexpected fault: never exit 1, which means "a decision"
@@ -215,23 +223,30 @@ def ingest(run_id: str, sources: tuple[str, ...], options: dict[str, str], as_js
     Each table is upserted on its key (the source's `keys`, else the table's `unique`), so reruns add no
     duplicates; a table without a key is appended to. The window is the last `ingest_hours` (48). Every
     source is read before anything is written, and a failed write leaves the branch as it was.
+
+    A record a source cannot read goes, with the reason, to the table's rejects table (`TABLE__rejects`);
+    the `rejects` gate blocks when they pass the table's `rejects_max_share` (default 0: any). The outcome
+    (landed, empty, failed) is recorded on the branch: transform, validate and promote refuse a branch
+    whose last ingest failed or landed nothing unless given --allow-empty.
     """
     from cascade_ci import github
     from cascade_ci.stages.ingest import ingest as run_ingest
+    from cascade_ci.stages.ingest import ingested_line
 
     settings, catalog = _open()
     result = run_ingest(settings, catalog, run_id, sources=_names(sources), options=options)
     github.write_outputs(result.outputs())
-    rows = ", ".join(f"{table} {count}" for table, count in result.rows.items())
+    rows = ingested_line(result)
     click.echo(f"ingested into {result.branch}: {rows or 'nothing'}", err=True)
     _emit(result.to_dict(), as_json, rows)
 
 
 @cli.command()
 @run_id_option
+@allow_empty_option
 @json_option
 @command
-def transform(run_id: str, as_json: bool) -> None:
+def transform(run_id: str, allow_empty: bool, as_json: bool) -> None:
     """Run the project's dbt project on the run's branch and record every dbt test there.
 
     Every model, seed and snapshot dbt materializes as a table becomes an Iceberg table of the branch;
@@ -244,7 +259,7 @@ def transform(run_id: str, as_json: bool) -> None:
     from cascade_ci.stages.transform import transform as run_transform
 
     settings, catalog = _open()
-    result = run_transform(settings, catalog, run_id)
+    result = run_transform(settings, catalog, run_id, allow_empty=allow_empty)
     github.write_outputs(result.outputs())
     tests = ", ".join(f"{count} {status}" for status, count in sorted(result.tests.items()))
     click.echo(f"built {len(result.rows)} tables on {result.branch}; dbt tests: {tests or 'none'}", err=True)
@@ -256,9 +271,12 @@ def transform(run_id: str, as_json: bool) -> None:
 @click.option("--gates", metavar="LIST", help="Comma-separated gates to run (default: $CASCADE_GATES).")
 @click.option("--reports-dir", type=click.Path(file_okay=False), help="Where reports go (default: reports).")
 @click.option("--full", is_flag=True, help="Validate every row, even of tables the branch only appended to.")
+@allow_empty_option
 @json_option
 @command
-def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool, as_json: bool) -> int:
+def validate(
+    run_id: str, gates: str | None, reports_dir: str | None, full: bool, allow_empty: bool, as_json: bool
+) -> int:
     """Run the gates on the run's branch head and store the verdict on the branch.
 
     Writes junit.xml, summary.md and verdict.json to the reports folder, appends the summary to
@@ -270,7 +288,9 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     from cascade_ci.stages.validate import validate as run_validation
 
     settings, catalog = _open(gates=gates, reports_dir=Path(reports_dir).resolve() if reports_dir else None)
-    verdict = run_validation(settings, catalog, run_id, run_url=github.RunContext.from_env().url, full=full)
+    verdict = run_validation(
+        settings, catalog, run_id, run_url=github.RunContext.from_env().url, full=full, allow_empty=allow_empty
+    )
     paths = publish(verdict, settings.path(settings.reports_dir), annotations=sys.stderr if as_json else sys.stdout)
     click.echo(
         f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, "
@@ -289,9 +309,10 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     is_flag=True,
     help="When main moved, bring the branch up to date (`cascade update`) and try again, a few times.",
 )
+@allow_empty_option
 @json_option
 @command
-def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
+def promote(run_id: str, dry_run: bool, update: bool, allow_empty: bool, as_json: bool) -> None:
     """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
 
     Refuses (exit 1) unless the newest verdict passed and judged exactly the branch head, and main
@@ -315,6 +336,7 @@ def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
         update=update,
         run_url=run.url,
         report=_reporter(settings, as_json),
+        allow_empty=allow_empty,
     )
     github.write_outputs(result.outputs())
     click.echo(result.message, err=True)
@@ -326,9 +348,12 @@ def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
     "--run-id", envvar="GITHUB_RUN_ID", metavar="ID", help="Run id (default: $GITHUB_RUN_ID, else a new local id)."
 )
 @source_options
+@allow_empty_option
 @json_option
 @command
-def run_command(run_id: str | None, sources: tuple[str, ...], options: dict[str, str], as_json: bool) -> int:
+def run_command(
+    run_id: str | None, sources: tuple[str, ...], options: dict[str, str], allow_empty: bool, as_json: bool
+) -> int:
     """Run the whole pipeline: branch, ingest, transform, validate, then promote if the verdict passes.
 
     Promotion happens only when AUTO_PROMOTE_ENABLED is true. Exit 0 when the run passed (promoted or
@@ -352,6 +377,7 @@ def run_command(run_id: str | None, sources: tuple[str, ...], options: dict[str,
         say=lambda line: click.echo(line, err=True),
         run_url=run.url,
         provenance=provenance,
+        allow_empty=allow_empty,
     )
     total = sum(result.stages.values())
     summary = settings.path(settings.reports_dir) / "summary.md"
@@ -385,15 +411,41 @@ def gc(dry_run: bool, now_text: str | None, files: bool, as_json: bool) -> int:
     restored. Then warehouse files no retained commit of any ref needs are deleted if older than
     GC_GRACE_HOURS (24) and than any write in progress. --now moves retention, never the files' cutoff
     past the wall clock. Exit 2 if some file could not be deleted.
+
+    With GITHUB_TOKEN (or GH_SOURCE_TOKEN) and GITHUB_REPOSITORY, a branch whose workflow run is still
+    running is kept; a run GitHub could not tell about keeps its branch (status unknown). Each deletion
+    is told on stderr as it happens; under --json an error payload lists the deletions made before it.
     """
     from cascade_ci import github, github_api
+    from cascade_ci.errors import CascadeError
     from cascade_ci.stages.gc import collect_garbage, collect_storage
 
     now = _parse_now(now_text)
     settings, catalog = _open()
     api = github_api.from_env()
-    decisions = collect_garbage(settings, catalog, now, dry_run=dry_run, runs=api.workflow_run if api else None)
-    lines = [f"{d.action:12} {d.branch}  {d.status}, {d.age_days:.1f} d old: {d.reason}" for d in decisions]
+    if api is None:
+        missing = "GITHUB_TOKEN (or GH_SOURCE_TOKEN)" if not github_api.token_from_env() else "GITHUB_REPOSITORY"
+        click.echo(
+            f"cascade gc: warning: {missing} is not set: workflow runs still in progress cannot be seen, "
+            "so a running pipeline's branch is judged by its age alone",
+            err=True,
+        )
+    deleted: list[Any] = []
+
+    def told(decision: Any) -> None:
+        if decision.action == "deleted":
+            deleted.append(decision)
+        if decision.action == "deleted" or decision.status == "unknown":
+            click.echo(_gc_line(decision), err=True)
+
+    try:
+        decisions = collect_garbage(
+            settings, catalog, now, dry_run=dry_run, runs=api.workflow_run if api else None, report=told
+        )
+    except CascadeError as e:
+        e.details = {"deleted": [d.to_dict() for d in deleted]}  # type: ignore[attr-defined]
+        raise
+    lines = [_gc_line(d) for d in decisions]
     deleted = sum(d.action in ("deleted", "would-delete") for d in decisions)
     outputs = {"deleted": str(deleted), "kept": str(len(decisions) - deleted)}
     click.echo(f"{deleted} of {len(decisions)} pipeline branches {'would be ' if dry_run else ''}deleted", err=True)
@@ -407,6 +459,11 @@ def gc(dry_run: bool, now_text: str | None, files: bool, as_json: bool) -> int:
     payload = {"branches": [d.to_dict() for d in decisions], **storage.to_dict()}
     _emit(payload, as_json, "\n".join([*lines, *storage.lines()]))
     return EXIT_ERROR if storage.files.failed else EXIT_OK
+
+
+def _gc_line(decision: Any) -> str:
+    d = decision
+    return f"{d.action:12} {d.branch}  {d.status}, {d.age_days:.1f} d old: {d.reason}"
 
 
 @cli.command()
