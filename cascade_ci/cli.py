@@ -596,7 +596,8 @@ def check(as_json: bool) -> None:
       catalog [CASCADE_CATALOG]  engine [CASCADE_ENGINE]  home [CASCADE_HOME]
       reports_dir [CASCADE_REPORTS_DIR]  branch_prefix [CASCADE_BRANCH_PREFIX]
       main_branch [ICEBERG_NESSIE_REF]  gates [CASCADE_GATES]  required_gates [CASCADE_REQUIRED_GATES]
-      ingest_hours [CASCADE_INGEST_HOURS]  auto_promote_enabled  freshness_blocks_promotion
+      ingest_hours [CASCADE_INGEST_HOURS]  rejects_max_share [CASCADE_REJECTS_MAX_SHARE]
+      auto_promote_enabled  freshness_blocks_promotion
       pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
       validation_retry_delay_seconds  branch_retention_days  branch_retention_days_failed
       main_retention_days  main_retention_promotions  tag_retention_days  tag_retention_count  gc_grace_hours
