@@ -128,7 +128,7 @@ class BranchState:
     @cached_property
     def ingest(self) -> IngestRecord | None:
         """The newest ingest's record, or None when no ingest recorded one on this branch."""
-        commit = self.latest.get(MetaKind.INGEST)
+        commit = self.latest.get(MetaKind.INGEST) or self.created  # an updated branch's marker carries it over
         return IngestRecord.from_json(commit.properties[INGEST]) if commit and INGEST in commit.properties else None
 
     def require_ingest(self, stage: str, allow_empty: bool = False) -> None:

@@ -240,8 +240,8 @@ def _record(catalog: BranchCatalog, branch: str, record: IngestRecord, strict: b
     try:
         head = catalog.get_ref(branch)
         return catalog.commit_meta(branch, message, properties, expected_hash=head.hash).hash
-    except CascadeError:
+    except CascadeError as e:
         if strict:
             raise
-        logger.warning("could not record the failed ingest on %s", branch, exc_info=True)
+        logger.warning("could not record the failed ingest on %s: %s", branch, e)
         return ""

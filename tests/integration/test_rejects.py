@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.cli import cli
+from tests.conftest import readings, write_rows
 
 SOURCES = '''
 import pyarrow as pa
@@ -187,3 +188,19 @@ def test_a_python_source_rejects_through_its_context(project: Path, monkeypatch:
         ("audit.log", "error"),  # 1 of 1: everything it read was rejected
         ("raw.events", "error"),
     }
+
+
+def test_an_updated_branch_keeps_its_ingest_record_for_the_rejects_gate(project: Path) -> None:
+    configure(project, FILES)
+    assert cascade("ingest", "--run-id", "1").exit_code == 0
+    assert validate()[0] == 1
+    with open_catalog() as catalog:
+        write_rows(catalog, "main", "raw.other", readings(1))  # main moves on: the branch must be updated
+    result = cascade("update", "--run-id", "1", "--json")
+    assert result.exit_code == 1, result.output  # the new verdict still judges the rejects
+    assert json.loads(result.stdout)["verdict"] == "blocked"
+    verdict = json.loads((project.parent / "reports" / "verdict.json").read_text(encoding="utf-8"))
+    with open_catalog() as catalog:
+        assert verdict["base_hash"] == catalog.get_ref("main").hash  # judged after the update, on main's head
+    (check,) = share_checks(verdict)
+    assert check["message"].startswith("2 of 8 records rejected (25 %), over the limit of 0 %")
