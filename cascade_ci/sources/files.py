@@ -219,8 +219,13 @@ def _csv_coerced(path: Path, shown: str, reject: Reject, parse: Any, types: Mapp
     for name in declared:  # an empty field is a null, as it is when the column is read typed
         column = text.column(name)
         text = text.set_column(text.column_names.index(name), name, pc.if_else(pc.equal(column, ""), None, column))
-    bad = _misfits(text.select(list(declared)).to_pylist(), declared)
-    rows = text.to_pylist()
+    bad: dict[int, list[str]] = {}
+    for name, kind in declared.items():
+        column = text.column(name).combine_chunks()
+        blocks = range(0, len(column), UNFIT_BLOCK)
+        for number in [n for start in blocks for n in _unfit(column.slice(start, UNFIT_BLOCK), kind, start)]:
+            bad.setdefault(number, []).append(f"{name} {column[number].as_py()!r} is not {kind}")
+    rows = {number: text.slice(number, 1).to_pylist()[0] for number in bad}
     for number, problems in sorted(bad.items()):
         reject(
             {"file": shown, "row": number + 1, **rows[number]},
@@ -228,6 +233,24 @@ def _csv_coerced(path: Path, shown: str, reject: Reject, parse: Any, types: Mapp
         )
     kept = text.filter(pa.array([number not in bad for number in range(text.num_rows)]))
     return _cast(kept, declared)
+
+
+UNFIT_BLOCK = 4096  # values cast at once while misfits are looked for
+
+
+def _unfit(values: pa.Array, kind: pa.DataType, offset: int = 0) -> list[int]:
+    """The positions (from `offset`) of the values that cannot be cast to `kind`: halves are cast until the
+    misfits are found, so a block with a few of them costs a few casts, not one per value."""
+    import pyarrow as pa
+
+    try:
+        values.cast(kind)
+        return []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        if len(values) == 1:
+            return [offset]
+    half = len(values) // 2
+    return _unfit(values.slice(0, half), kind, offset) + _unfit(values.slice(half), kind, offset + half)
 
 
 def _misfits(rows: list[dict[str, Any]], types: Mapping[str, pa.DataType]) -> dict[int, list[str]]:

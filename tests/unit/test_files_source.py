@@ -264,3 +264,13 @@ def test_unknown_suffix_without_format_is_a_config_error(tmp_path: Path) -> None
     assert str(raised.value) == (
         "notes.txt: cannot tell the format from the suffix '.txt'; set `format` (csv, parquet or jsonl) on the source"
     )
+
+
+def test_misfits_are_found_across_blocks_of_a_large_file(tmp_path: Path) -> None:
+    bad = {0, 4095, 4096, 9999}  # the first row, either side of a block edge, the last row
+    lines = [f"{i},{'x' if i in bad else i}" for i in range(10_000)]
+    write(tmp_path / "big.csv", "id,n\n" + "\n".join(lines) + "\n")
+    tables, rejected = read_with_rejects(tmp_path, files="*.csv", types={"n": "int64"})
+    assert sorted(json.loads(record)["id"] for _, record, _ in rejected) == sorted(bad)
+    assert tables["big"].num_rows == 10_000 - len(bad)
+    assert tables["big"].column("n").to_pylist() == [i for i in range(10_000) if i not in bad]
