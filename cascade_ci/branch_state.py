@@ -7,12 +7,13 @@ since the verdict".
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Commit, Ref
@@ -29,6 +30,7 @@ BRANCH = "cascade.branch"
 DBT_TESTS = "cascade.dbt-tests"
 DBT_FRESHNESS = "cascade.dbt-freshness"
 DBT_MANIFEST = "cascade.dbt-manifest"  # the dbt manifest the transform built with, gzip + base64 (`state:modified`)
+INGEST = "cascade.ingest"
 CREATOR = "cascade-ci"
 FIRST_PAGE = 64
 HISTORY_LIMIT = 1000  # commits a pipeline branch may carry before its creation marker is looked for no further
@@ -41,10 +43,48 @@ class MetaKind(StrEnum):
     PROMOTION = "promotion"
     ROLLBACK = "rollback"
     TRANSFORM = "transform"
+    INGEST = "ingest"
 
 
 # Commits of these kinds change no table: data judged before them is still the data at the head.
-META_ONLY = frozenset({MetaKind.BRANCH, MetaKind.ATTEMPT, MetaKind.VERDICT, MetaKind.PROMOTION, MetaKind.TRANSFORM})
+META_ONLY = frozenset(
+    {MetaKind.BRANCH, MetaKind.ATTEMPT, MetaKind.VERDICT, MetaKind.PROMOTION, MetaKind.TRANSFORM, MetaKind.INGEST}
+)
+
+
+@dataclass(frozen=True)
+class IngestRecord:
+    """What the last ingest of a branch did, as its `ingest` commit tells it.
+
+    `outcome` is `landed` (rows were written), `empty` (the sources gave no row) or `failed` (nothing
+    was written; `error` says why). `rows` and `rejected` count per table; `sources` maps each table to
+    the sources that gave it rows or rejects.
+    """
+
+    outcome: str
+    rows: Mapping[str, int] = field(default_factory=dict)
+    rejected: Mapping[str, int] = field(default_factory=dict)
+    sources: Mapping[str, list[str]] = field(default_factory=dict)
+    run_id: str = ""
+    error: str = ""
+
+    LANDED: ClassVar[str] = "landed"
+    EMPTY: ClassVar[str] = "empty"
+    FAILED: ClassVar[str] = "failed"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> IngestRecord:
+        data = json.loads(text)
+        return cls(
+            **{key: data[key] for key in ("outcome", "rows", "rejected", "sources", "run_id", "error") if key in data}
+        )
+
+    @property
+    def landed(self) -> bool:
+        return self.outcome == self.LANDED
 
 
 @dataclass(frozen=True)
@@ -85,6 +125,33 @@ class BranchState:
 
         commit = self.verdict_commit
         return Verdict.from_json(commit.properties[VERDICT]) if commit else None
+
+    @cached_property
+    def ingest(self) -> IngestRecord | None:
+        """The newest ingest's record, or None when no ingest recorded one on this branch."""
+        commit = self.latest.get(MetaKind.INGEST) or self.created  # an updated branch's marker carries it over
+        return IngestRecord.from_json(commit.properties[INGEST]) if commit and INGEST in commit.properties else None
+
+    def require_ingest(self, stage: str, allow_empty: bool = False) -> None:
+        """Refuse (RefusedError) to run `stage` on a branch whose last ingest failed or landed nothing.
+
+        A branch no ingest recorded anything on (its data written some other way) is let through.
+        """
+        from cascade_ci.errors import RefusedError
+
+        record = self.ingest
+        if allow_empty or record is None or record.landed:
+            return
+        rejects = ", only rejected records" if any(record.rejected.values()) else ""
+        why = (
+            f"failed ({record.error})" if record.outcome == IngestRecord.FAILED
+            else f"landed no row (its sources gave none{rejects})"
+        )  # fmt: skip
+        run = f" --run-id {record.run_id}" if record.run_id else ""
+        raise RefusedError(
+            f"{stage} refused: the last ingest on {self.ref.name} {why}; run `cascade ingest{run}` again, "
+            f"or pass --allow-empty to {stage} it as it is"
+        )
 
     @property
     def verdict_is_current(self) -> bool:

@@ -73,6 +73,11 @@ def target_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _PREFIX_KEY = "cascade.branch_prefix"
+allow_empty_option = click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Go on although the branch's last ingest failed or landed nothing (refused otherwise, exit 1).",
+)
 
 
 def _pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -146,8 +151,10 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
         try:
             code = fn(*args, **kwargs) or EXIT_OK
         except CascadeError as e:
-            if kwargs.get("as_json"):
-                click.echo(_safe(json.dumps({"type": type(e).__name__, "message": str(e)})))
+            if kwargs.get("as_json"):  # `details`: what a command had done before it failed
+                details = getattr(e, "details", None) or {}
+                payload = {"type": type(e).__name__, "message": str(e), **details}
+                click.echo(_safe(json.dumps(payload, default=str)))
             _say(f"cascade: {e}")
             code = e.exit_code
         except Exception as e:  # a bug or an unexpected fault: never exit 1, which means "a decision"
@@ -307,14 +314,20 @@ def ingest(run_id: str, sources: tuple[str, ...], options: dict[str, str], as_js
     Each table is upserted on its key (the source's `keys`, else the table's `unique`), so reruns add no
     duplicates; a table without a key is appended to. The window is the last `ingest_hours` (48). Every
     source is read before anything is written, and a failed write leaves the branch as it was.
+
+    A record a source cannot read goes, with the reason, to the table's rejects table (`TABLE__rejects`);
+    the `rejects` gate blocks when they pass the table's `rejects_max_share` (default 0: any). The outcome
+    (landed, empty, failed) is recorded on the branch: transform, validate and promote refuse a branch
+    whose last ingest failed or landed nothing unless given --allow-empty.
     """
     from cascade_ci import github
     from cascade_ci.stages.ingest import ingest as run_ingest
+    from cascade_ci.stages.ingest import ingested_line
 
     settings, catalog = _open()
     result = run_ingest(settings, catalog, run_id, sources=_names(sources), options=options)
     github.write_outputs(result.outputs())
-    rows = ", ".join(f"{table} {count}" for table, count in result.rows.items())
+    rows = ingested_line(result)
     click.echo(f"ingested into {result.branch}: {rows or 'nothing'}", err=True)
     _emit(result.to_dict(), as_json, rows)
 
@@ -347,9 +360,10 @@ def diff(run_id: str, reports_dir: str | None, as_json: bool) -> None:
 
 @cli.command()
 @target_options
+@allow_empty_option
 @json_option
 @command
-def transform(run_id: str, as_json: bool) -> None:
+def transform(run_id: str, allow_empty: bool, as_json: bool) -> None:
     """Run the project's dbt project on the run's branch and record every dbt test there.
 
     Every model, seed and snapshot dbt materializes as a table becomes an Iceberg table of the branch;
@@ -362,7 +376,7 @@ def transform(run_id: str, as_json: bool) -> None:
     from cascade_ci.stages.transform import transform as run_transform
 
     settings, catalog = _open()
-    result = run_transform(settings, catalog, run_id)
+    result = run_transform(settings, catalog, run_id, allow_empty=allow_empty)
     github.write_outputs(result.outputs())
     if result.state_from:
         click.echo(
@@ -380,9 +394,12 @@ def transform(run_id: str, as_json: bool) -> None:
 @click.option("--gates", metavar="LIST", help="Comma-separated gates to run (default: $CASCADE_GATES).")
 @click.option("--reports-dir", type=click.Path(file_okay=False), help="Where reports go (default: reports).")
 @click.option("--full", is_flag=True, help="Validate every row, even of tables the branch only appended to.")
+@allow_empty_option
 @json_option
 @command
-def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool, as_json: bool) -> int:
+def validate(
+    run_id: str, gates: str | None, reports_dir: str | None, full: bool, allow_empty: bool, as_json: bool
+) -> int:
     """Run the gates on the run's branch head and store the verdict on the branch.
 
     Writes junit.xml, summary.md and verdict.json to the reports folder, appends the summary to
@@ -394,7 +411,9 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     from cascade_ci.stages.validate import validate as run_validation
 
     settings, catalog = _open(gates=gates, reports_dir=Path(reports_dir).resolve() if reports_dir else None)
-    verdict = run_validation(settings, catalog, run_id, run_url=github.RunContext.from_env().url, full=full)
+    verdict = run_validation(
+        settings, catalog, run_id, run_url=github.RunContext.from_env().url, full=full, allow_empty=allow_empty
+    )
     paths = publish(verdict, settings.path(settings.reports_dir), annotations=sys.stderr if as_json else sys.stdout)
     click.echo(
         f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings, "
@@ -432,6 +451,7 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
     metavar="NAME",
     help="The repository's default branch, for --pipeline-workflow [env CASCADE_DEFAULT_BRANCH].",
 )
+@allow_empty_option
 @json_option
 @command
 def promote(
@@ -441,6 +461,7 @@ def promote(
     approved_by: str | None,
     pipeline_workflow: str | None,
     default_branch: str | None,
+    allow_empty: bool,
     as_json: bool,
 ) -> None:
     """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
@@ -470,6 +491,7 @@ def promote(
         update=update,
         run_url=run.url,
         report=_reporter(settings, as_json),
+        allow_empty=allow_empty,
     )
     github.write_outputs(result.outputs())
     _say(result.message)
@@ -481,9 +503,12 @@ def promote(
     "--run-id", envvar="GITHUB_RUN_ID", metavar="ID", help="Run id (default: $GITHUB_RUN_ID, else a new local id)."
 )
 @source_options
+@allow_empty_option
 @json_option
 @command
-def run_command(run_id: str | None, sources: tuple[str, ...], options: dict[str, str], as_json: bool) -> int:
+def run_command(
+    run_id: str | None, sources: tuple[str, ...], options: dict[str, str], allow_empty: bool, as_json: bool
+) -> int:
     """Run the whole pipeline: branch, ingest, transform, validate, then promote if the verdict passes.
 
     Promotion happens only when AUTO_PROMOTE_ENABLED is true. Exit 0 when the run passed (promoted or
@@ -507,6 +532,7 @@ def run_command(run_id: str | None, sources: tuple[str, ...], options: dict[str,
         say=_say,
         run_url=run.url,
         provenance=provenance,
+        allow_empty=allow_empty,
     )
     total = sum(result.stages.values())
     summary = settings.path(settings.reports_dir) / "summary.md"
@@ -540,15 +566,41 @@ def gc(dry_run: bool, now_text: str | None, files: bool, as_json: bool) -> int:
     restored. Then warehouse files no retained commit of any ref needs are deleted if older than
     GC_GRACE_HOURS (24) and than any write in progress. --now moves retention, never the files' cutoff
     past the wall clock. Exit 2 if some file could not be deleted.
+
+    With GITHUB_TOKEN (or GH_SOURCE_TOKEN) and GITHUB_REPOSITORY, a branch whose workflow run is still
+    running is kept; a run GitHub could not tell about keeps its branch (status unknown). Each deletion
+    is told on stderr as it happens; under --json an error payload lists the deletions made before it.
     """
     from cascade_ci import github, github_api
+    from cascade_ci.errors import CascadeError
     from cascade_ci.stages.gc import collect_garbage, collect_storage
 
     now = _parse_now(now_text)
     settings, catalog = _open()
     api = github_api.from_env()
-    decisions = collect_garbage(settings, catalog, now, dry_run=dry_run, runs=api.workflow_run if api else None)
-    lines = [f"{d.action:12} {d.branch}  {d.status}, {d.age_days:.1f} d old: {d.reason}" for d in decisions]
+    if api is None:
+        missing = "GITHUB_TOKEN (or GH_SOURCE_TOKEN)" if not github_api.token_from_env() else "GITHUB_REPOSITORY"
+        click.echo(
+            f"cascade gc: warning: {missing} is not set: workflow runs still in progress cannot be seen, "
+            "so a running pipeline's branch is judged by its age alone",
+            err=True,
+        )
+    deleted: list[Any] = []
+
+    def told(decision: Any) -> None:
+        if decision.action == "deleted":
+            deleted.append(decision)
+        if decision.action == "deleted" or decision.status == "unknown":
+            click.echo(_gc_line(decision), err=True)
+
+    try:
+        decisions = collect_garbage(
+            settings, catalog, now, dry_run=dry_run, runs=api.workflow_run if api else None, report=told
+        )
+    except CascadeError as e:
+        e.details = {"deleted": [d.to_dict() for d in deleted]}  # type: ignore[attr-defined]
+        raise
+    lines = [_gc_line(d) for d in decisions]
     deleted = sum(d.action in ("deleted", "would-delete") for d in decisions)
     outputs = {"deleted": str(deleted), "kept": str(len(decisions) - deleted)}
     click.echo(f"{deleted} of {len(decisions)} pipeline branches {'would be ' if dry_run else ''}deleted", err=True)
@@ -594,6 +646,11 @@ def _github(purpose: str) -> GitHubApi:
     if api is None:
         raise ConfigError(f"GITHUB_TOKEN and GITHUB_REPOSITORY must be set to {purpose}")
     return api
+
+
+def _gc_line(decision: Any) -> str:
+    d = decision
+    return f"{d.action:12} {d.branch}  {d.status}, {d.age_days:.1f} d old: {d.reason}"
 
 
 @cli.command()
@@ -834,8 +891,9 @@ def check(as_json: bool) -> None:
       catalog [CASCADE_CATALOG]  engine [CASCADE_ENGINE]  home [CASCADE_HOME]
       reports_dir [CASCADE_REPORTS_DIR]  branch_prefix [CASCADE_BRANCH_PREFIX]
       main_branch [ICEBERG_NESSIE_REF]  gates [CASCADE_GATES]  required_gates [CASCADE_REQUIRED_GATES]
-      ingest_hours [CASCADE_INGEST_HOURS]  auto_promote_enabled  approvers [CASCADE_APPROVERS]
-      freshness_blocks_promotion  pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
+      ingest_hours [CASCADE_INGEST_HOURS]  rejects_max_share [CASCADE_REJECTS_MAX_SHARE]
+      auto_promote_enabled  approvers [CASCADE_APPROVERS]  freshness_blocks_promotion
+      pandera_critical_level  validation_retry_enabled  validation_retry_max_attempts
       validation_retry_delay_seconds  branch_retention_days  branch_retention_days_failed
       main_retention_days  main_retention_promotions  tag_retention_days  tag_retention_count  gc_grace_hours
       nessie_uri  nessie_warehouse  nessie_timeout  s3_endpoint  s3_region  trino_uri  trino_user

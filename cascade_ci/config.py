@@ -36,7 +36,7 @@ from cascade_ci.naming import DEFAULT_BRANCH_PREFIX, validate_prefix, validate_r
 
 CONFIG_FILE = "cascade.toml"
 PYPROJECT = "pyproject.toml"
-BUILTIN_GATES = ("schema", "pandera", "dbt", "freshness", "sql")
+BUILTIN_GATES = ("rejects", "schema", "pandera", "dbt", "freshness", "sql")
 DEFAULT_ENGINES = {"local": "duckdb", "nessie": "trino"}
 
 
@@ -70,8 +70,16 @@ class SourceConfig(_Section):
     format: Literal["csv", "parquet", "jsonl"] | None = Field(
         None, description="files: the format (default: by suffix)."
     )
+    types: dict[str, str] = Field(
+        default_factory=dict,
+        description="files: column types (int64, double, bool, date32, timestamp[us, tz=UTC], ...) of CSV and "
+        "JSON lines; a record whose value does not fit is rejected.",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Passed to the source as `ctx.options`.")
     default: bool = Field(True, description="Read by `cascade ingest` when no --source is given.")
+    rejects_max_share: float | None = Field(
+        None, ge=0, le=1, description="The share of its records a table from this source may reject (0 to 1)."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
@@ -128,6 +136,9 @@ class TableConfig(_Section):
     sensitive: list[str] = Field(
         default_factory=list,
         description="Columns whose values stay out of every report: failures show counts and row keys only.",
+    )
+    rejects_max_share: float | None = Field(
+        None, ge=0, le=1, description="The share of its records ingest may reject before the verdict blocks."
     )
 
 
@@ -194,6 +205,10 @@ class Settings(BaseSettings):
 
     # Ingestion: the window each run reads.
     ingest_hours: float = Field(48, gt=0, validation_alias="CASCADE_INGEST_HOURS")
+    # The share of a table's records the last ingest may reject (0 to 1); a table's or source's own wins.
+    # 0: any rejected record blocks promotion (the good rows still land on the branch, the rejects beside
+    # them), so nothing a source could not read is published until someone decides it may be.
+    rejects_max_share: float = Field(0.0, ge=0, le=1, validation_alias="CASCADE_REJECTS_MAX_SHARE")
 
     # Production catalog (Nessie).
     nessie_uri: str = "http://localhost:19120"
@@ -293,6 +308,19 @@ class Settings(BaseSettings):
     def promotion_gates(self) -> list[str]:
         """The gates a verdict must hold (and pass) before `promote` moves main."""
         return list(self.required_gates) if self.required_gates is not None else self.gate_names
+
+    def rejects_limit(self, table: str, sources: list[str] | tuple[str, ...] = ()) -> float:
+        """The share of `table`'s records ingest may reject: the table's, else the strictest of its sources', else
+        `rejects_max_share`."""
+        configured = self.tables.get(table)
+        if configured is not None and configured.rejects_max_share is not None:
+            return configured.rejects_max_share
+        own = [
+            self.sources[name].rejects_max_share
+            for name in sources
+            if name in self.sources and self.sources[name].rejects_max_share is not None
+        ]
+        return min(own) if own else self.rejects_max_share  # type: ignore[type-var]
 
     @property
     def engine_name(self) -> str:

@@ -281,6 +281,10 @@ class GitHubApi:
         except requests.exceptions.RequestException as exc:
             text = f"GitHub API did not answer {verb} {self._url(path)}: {type(exc).__name__}; try again later"
             raise GitHubApiUnavailableError(self._scrub(text)) from exc
+        except ValueError as exc:  # a body cut short, or not the JSON it says it is
+            where = f"{verb} {self._url(path)}"
+            text = f"GitHub API answered {where} with a body that is not valid JSON ({exc}); try again later"
+            raise GitHubApiUnavailableError(self._scrub(text)) from exc
 
     def _failure(self, exc: Any, verb: str, path: str) -> GitHubApiError:
         """The error for a GitHub error answer; rate limits say when to come back."""
@@ -337,12 +341,21 @@ def _reset(headers: Mapping[str, str]) -> str:
     return f"{at:%Y-%m-%dT%H:%M:%SZ} (in {max(0, round(at.timestamp() - time.time()))} s)"
 
 
+TOKEN_VARIABLES = ("GITHUB_TOKEN", "GH_SOURCE_TOKEN")
+
+
+def token_from_env(env: Mapping[str, str] = os.environ) -> str | None:
+    """The GitHub token: `GITHUB_TOKEN`, else `GH_SOURCE_TOKEN`; None when neither is set."""
+    return next((env[name].strip() for name in TOKEN_VARIABLES if env.get(name, "").strip()), None)
+
+
 def from_env(env: Mapping[str, str] = os.environ) -> GitHubApi | None:
-    """An api for `GITHUB_REPOSITORY` with `GITHUB_TOKEN` (at `GITHUB_API_URL` if set), else None.
+    """An api for `GITHUB_REPOSITORY` with `GITHUB_TOKEN` or `GH_SOURCE_TOKEN` (at `GITHUB_API_URL` if set),
+    else None.
 
     The token is not masked here: the runner masks GITHUB_TOKEN (and every `secrets.*` value) itself.
     """
-    token, repository = env.get("GITHUB_TOKEN"), env.get("GITHUB_REPOSITORY")
+    token, repository = token_from_env(env), env.get("GITHUB_REPOSITORY")
     if not token or not repository:
         return None
     return GitHubApi(token, repository, base_url=env.get("GITHUB_API_URL") or DEFAULT_BASE_URL)

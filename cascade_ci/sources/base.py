@@ -7,6 +7,10 @@ a `pyarrow.RecordBatchReader`, an iterable of record batches, or an iterable of 
 A reader, or an iterator (a generator) of record batches, is a stream: it is read while it is written,
 so it is never held whole in memory. Its batches share the first batch's columns (a batch may lack a
 column: it is null there) and are cast to its types. Lists of batches, tables and dicts are read at once.
+
+A record that cannot be ingested is reported with `ctx.reject(table, record, reason)`, not raised: it
+lands in `<table>__rejects` (see `cascade_ci.rejects`) and the rest of the data goes on. A source raises
+SourceError only for what makes the whole read useless (an unreadable file, a refused request).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from datetime import datetime
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from cascade_ci.rejects import Reject, record_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -37,6 +43,16 @@ class SourceContext:
     run_id: str
     root: Path
     options: Mapping[str, Any] = field(default_factory=dict)
+    rejected: list[Reject] = field(default_factory=list, compare=False, repr=False)
+
+    def reject(self, table: str, record: Any, reason: str) -> None:
+        """Report one record of `table` that cannot be ingested, and why (say what is wrong and how to fix it).
+
+        `record` is kept as text: a string as given (the raw text read), anything else as JSON. It may be
+        called while a stream is read. The rejects land in `<table>__rejects`; their share of the table's
+        records is judged by the `rejects` gate.
+        """
+        self.rejected.append(Reject(str(table), record_text(record), str(reason)))
 
 
 @runtime_checkable
@@ -44,7 +60,7 @@ class Source(Protocol):
     """Reads one window of rows. Built from its config section: `Kind(config, settings)`."""
 
     def read(self, ctx: SourceContext) -> Mapping[str, Rows]:
-        """Rows per table; raise SourceError naming the record when the data cannot be ingested."""
+        """Rows per table; `ctx.reject` a record that cannot be ingested; raise SourceError when nothing can be."""
         ...
 
 

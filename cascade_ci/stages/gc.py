@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.branch_state import RUN_ID, read_branch
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.catalog.sweep import IN_PROGRESS_MARGIN, Chain, chain_until, sweep
-from cascade_ci.errors import ConflictError, NotFoundError, ServiceUnavailableError
+from cascade_ci.errors import CascadeError, ConflictError, NotFoundError, ServiceUnavailableError
 from cascade_ci.naming import PR_PREFIX, TAG_PREFIX, is_pr_branch
 from cascade_ci.stages.retention import expire_tag, judge_tags, retained_history, rollback_targets, tag_time
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 class GcDecision:
     branch: str
     hash: str
-    status: str  # promoted | passed | failed | unvalidated | running | foreign | leftover
+    status: str  # promoted | passed | failed | unvalidated | running | unknown | foreign | leftover
     age_days: float
     retention_days: int | None
     action: str  # deleted | would-delete | kept | skipped
@@ -72,11 +72,14 @@ def collect_garbage(
     now: datetime,
     dry_run: bool = False,
     runs: RunLookup | None = None,
+    report: Callable[[GcDecision], None] | None = None,
 ) -> list[GcDecision]:
     """Judge every branch under the prefix; delete the expired ones unless `dry_run`.
 
     `runs` looks up a run id's workflow run (GitHub API): a run still in progress keeps its branch
-    whatever its age, and a finished run's conclusion decides retention when no verdict was stored.
+    whatever its age, and a finished run's conclusion decides retention when no verdict was stored. A
+    lookup that fails keeps that branch (status `unknown`, the reason says why) and the others go on.
+    `report` receives each decision as it is made, so a deletion is told even if a later one fails.
     """
     main = catalog.get_ref(settings.main_branch)
     # Main moves only by fast-forwards and appended commits, so a promoted branch's head is on main's
@@ -84,13 +87,22 @@ def collect_garbage(
     published = {commit.hash for commit in catalog.log(main.hash)}
 
     def decide(ref: Ref) -> GcDecision:
+        decision = judge(ref)
+        if report is not None:
+            report(decision)
+        return decision
+
+    def judge(ref: Ref) -> GcDecision:
         state = read_branch(catalog, ref.name)
         age = (now - state.last_activity).total_seconds() / 86400
         if not state.ours:
             return GcDecision(ref.name, ref.hash, "foreign", age, None, "skipped", "not created by cascade-ci")
         run_id = state.created.properties.get(RUN_ID) if state.created else None
-        # a pull request branch's id is the PR number, not a workflow run's
-        run = runs(run_id) if runs and run_id and not is_pr_branch(ref.name) else None
+        try:  # a pull request branch's id is the PR number, not a workflow run's
+            run = runs(run_id) if runs and run_id and not is_pr_branch(ref.name) else None
+        except CascadeError as e:  # GitHub could not say whether the run still writes: keep its branch
+            reason = f"its workflow run could not be looked up, kept until GitHub answers: {e}"
+            return GcDecision(ref.name, ref.hash, "unknown", age, None, "kept", reason)
         if run is not None and run.in_progress:
             return GcDecision(ref.name, ref.hash, "running", age, None, "kept", "its workflow run is in progress")
         status = _status(state, published, run)
@@ -125,10 +137,13 @@ def collect_garbage(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         decisions = list(pool.map(decide, candidates))
     if not dry_run:
-        decisions += [
-            GcDecision(ref.name, ref.hash, "leftover", 0.0, None, "deleted", "staging ref of an interrupted command")
-            for ref in catalog.sweep_leftovers(now)
-        ]
+        for ref in catalog.sweep_leftovers(now):
+            leftover = GcDecision(
+                ref.name, ref.hash, "leftover", 0.0, None, "deleted", "staging ref of an interrupted command"
+            )
+            decisions.append(leftover)
+            if report is not None:
+                report(leftover)
     return decisions
 
 

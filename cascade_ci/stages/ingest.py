@@ -8,18 +8,27 @@ replaced key rewritten and the rows appended, in one Iceberg commit per table, o
 stream), so re-ingesting a window adds no duplicates; a table without a key is appended to. A failed
 write, or a stream that fails midway (a batch that raises, or does not fit the first), undoes the
 stage's earlier writes with a restoring commit: nothing partial stays on the branch.
+
+The records a source rejected (`ctx.reject`) land in `<table>__rejects` (`cascade_ci.rejects`). Every
+ingest, failed or not, ends with an `ingest` commit on the branch recording its outcome (`IngestRecord`:
+landed, empty or failed, rows and rejects per table): the `rejects` gate judges the rejects' share from it,
+and transform, validate and promote refuse a branch whose last ingest failed or landed nothing.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cascade_ci.branch_state import INGEST, KIND, IngestRecord, MetaKind
 from cascade_ci.catalog.writes import append_rows, upsert
-from cascade_ci.errors import ConfigError, SourceError
+from cascade_ci.errors import CascadeError, ConfigError, SourceError
 from cascade_ci.naming import branch_name
+from cascade_ci.rejects import KEY, rejects_of, rejects_table
+from cascade_ci.rejects import SUFFIX as REJECTS_SUFFIX
 from cascade_ci.sources.base import SourceContext, build_source, concat_rows, to_rows
 
 if TYPE_CHECKING:
@@ -28,6 +37,8 @@ if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
     from cascade_ci.config import Settings, SourceConfig
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class IngestResult:
@@ -35,12 +46,18 @@ class IngestResult:
     sources: list[str]
     rows: dict[str, int]
     head_hash: str
+    rejected: dict[str, int] = field(default_factory=dict)  # per table: records its sources rejected
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def outputs(self) -> dict[str, str]:
-        return {"branch": self.branch, "head_hash": self.head_hash, "rows": str(sum(self.rows.values()))}
+        return {
+            "branch": self.branch,
+            "head_hash": self.head_hash,
+            "rows": str(sum(self.rows.values())),
+            "rejected": str(sum(self.rejected.values())),
+        }
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,7 @@ class TableWrite:
     table: str
     rows: pa.Table | pa.RecordBatchReader
     keys: tuple[str, ...]  # empty: the rows are appended
+    sources: tuple[str, ...] = ()  # the sources the rows came from
 
 
 def selected(settings: Settings, names: Iterable[str] = ()) -> dict[str, SourceConfig]:
@@ -90,24 +108,48 @@ def read_sources(
     names: Iterable[str] = (),
     options: Mapping[str, Any] | None = None,
     now: datetime | None = None,
+    contexts: list[tuple[SourceContext, SourceConfig]] | None = None,
 ) -> list[TableWrite]:
-    """Read every selected source for one window (nothing is written). `options` override each source's options."""
+    """Read every selected source for one window (nothing is written). `options` override each source's options.
+
+    Each source's context is appended to `contexts` (with its config): the records it rejects are there.
+    """
     until = now or datetime.now(UTC)
     since = until - timedelta(hours=settings.ingest_hours)
     writes: dict[str, TableWrite] = {}
     for name, config in selected(settings, names).items():
         source = build_source(name, config, settings)
         ctx = SourceContext(name, since, until, run_id, settings.root, {**config.options, **(options or {})})
+        if contexts is not None:
+            contexts.append((ctx, config))
         for table, rows in source.read(ctx).items():
             full = _qualified(str(table), config.namespace)
             try:
                 data = _checked(to_rows(rows), name, full)
             except (TypeError, ValueError) as e:
                 raise SourceError(_not_tabular(name, full, e)) from e
+            sources = (name,)
             if full in writes:
                 data = concat_rows(writes[full].rows, data)
-            writes[full] = TableWrite(full, data, _key(settings, config, source, full))
+                sources = (*writes[full].sources, name)
+            writes[full] = TableWrite(full, data, _key(settings, config, source, full), sources)
     return sorted(writes.values(), key=lambda write: write.table)
+
+
+def reject_writes(contexts: Iterable[tuple[SourceContext, SourceConfig]]) -> list[TableWrite]:
+    """The rejects the sources reported (read after their streams were written), one write per rejects table."""
+    found: dict[str, list[tuple[str, Any]]] = {}
+    stamp: dict[str, tuple[datetime, str]] = {}
+    for ctx, config in contexts:
+        for reject in ctx.rejected:
+            table = _qualified(reject.table, config.namespace)
+            found.setdefault(table, []).append((ctx.name, reject))
+            stamp[table] = (ctx.until, ctx.run_id)
+    writes = []
+    for table in sorted(found):
+        sources = tuple(dict.fromkeys(source for source, _ in found[table]))
+        writes.append(TableWrite(rejects_of(table), rejects_table(found[table], *stamp[table]), KEY, sources))
+    return writes
 
 
 def _not_tabular(source: str, table: str, error: Exception) -> str:
@@ -138,22 +180,68 @@ def ingest(
     options: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
-    """Write one window of the selected sources onto the run's branch, all or nothing."""
+    """Write one window of the selected sources onto the run's branch, all or nothing, and record the outcome."""
     name = branch_name(run_id, settings.branch_prefix)
     start = catalog.get_ref(name)
-    chosen = list(selected(settings, sources))
-    writes = read_sources(settings, run_id, chosen, options, now)
-    tables = catalog.tables(name)
-    rows: dict[str, int] = {}
     try:
-        for write in writes:
-            if write.keys:
-                rows[write.table] = upsert(tables, write.table, write.rows, write.keys)
-            else:
-                rows[write.table] = append_rows(tables, write.table, write.rows)
-    except BaseException:
-        head = catalog.get_ref(name)
-        if head.hash != start.hash:
-            catalog.restore(name, start.hash, head.hash, "undo a failed ingest", {"cascade.undo": "ingest"})
+        chosen = list(selected(settings, sources))
+        contexts: list[tuple[SourceContext, SourceConfig]] = []
+        writes = read_sources(settings, run_id, chosen, options, now, contexts)
+        tables = catalog.tables(name)
+        rows: dict[str, int] = {}
+        rejected: dict[str, int] = {}
+        try:
+            for write in writes:
+                if write.keys:
+                    rows[write.table] = upsert(tables, write.table, write.rows, write.keys)
+                else:
+                    rows[write.table] = append_rows(tables, write.table, write.rows)
+            rejects = reject_writes(contexts)  # after the writes: a stream may reject while it is read
+            for write in rejects:
+                rejected[write.table.removesuffix(REJECTS_SUFFIX)] = upsert(tables, write.table, write.rows, write.keys)
+        except BaseException:
+            head = catalog.get_ref(name)
+            if head.hash != start.hash:
+                catalog.restore(name, start.hash, head.hash, "undo a failed ingest", {"cascade.undo": "ingest"})
+            raise
+    except Exception as e:
+        _record(catalog, name, IngestRecord(IngestRecord.FAILED, run_id=run_id, error=_short(e)))
         raise
-    return IngestResult(name, chosen, rows, catalog.get_ref(name).hash)
+    sources_of = {write.table: list(write.sources) for write in writes}
+    for write in rejects:
+        table = write.table.removesuffix(REJECTS_SUFFIX)
+        sources_of[table] = list(dict.fromkeys([*sources_of.get(table, []), *write.sources]))
+        rows.setdefault(table, 0)
+    outcome = IngestRecord.LANDED if sum(rows.values()) else IngestRecord.EMPTY
+    record = IngestRecord(outcome, rows, rejected, sources_of, run_id)
+    head = _record(catalog, name, record, strict=True)
+    return IngestResult(name, chosen, rows, head, rejected)
+
+
+def ingested_line(result: IngestResult) -> str:
+    """Rows per table, and the records rejected where there were any: `raw.orders 98 (2 rejected)`."""
+    return ", ".join(
+        f"{table} {count}" + (f" ({result.rejected[table]} rejected)" if result.rejected.get(table) else "")
+        for table, count in result.rows.items()
+    )
+
+
+def _short(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _record(catalog: BranchCatalog, branch: str, record: IngestRecord, strict: bool = False) -> str:
+    """Commit the ingest's outcome on the branch; the new head. A failed ingest's record is best effort."""
+    rejected = sum(record.rejected.values())
+    message = f"ingest {record.outcome}: {sum(record.rows.values())} rows"
+    message += f", {rejected} rejected" if rejected else ""
+    properties = {KIND: MetaKind.INGEST, INGEST: record.to_json()}
+    try:
+        head = catalog.get_ref(branch)
+        return catalog.commit_meta(branch, message, properties, expected_hash=head.hash).hash
+    except CascadeError as e:
+        if strict:
+            raise
+        logger.warning("could not record the failed ingest on %s: %s", branch, e)
+        return ""

@@ -119,14 +119,19 @@ def promote(
     sleep: Callable[[float], None] = time.sleep,
     run_url: str | None = None,
     report: Callable[[Verdict], None] | None = None,
+    allow_empty: bool = False,
 ) -> PromotionResult:
     """Publish run `run_id`'s validated data to main, or raise RefusedError saying why not.
+
+    A branch whose last ingest failed or landed nothing is refused unless `allow_empty`.
 
     `update`: when main moved, bring the branch up to date and validate it again (`report` gets each new
     verdict), then promote; at most `attempts` tries.
     """
     if is_pr_branch(branch_name(run_id, settings.branch_prefix)):
         raise RefusedError(f"pull request branches ({PR_PREFIX}N) are never promoted; merge the pull request instead")
+    if not allow_empty:
+        read_branch(catalog, branch_name(run_id, settings.branch_prefix)).require_ingest("promote")
     if not update:
         try:
             return _promote_once(settings, catalog, run_id, dry_run, provenance, clock)

@@ -48,13 +48,15 @@ def run_pipeline(
     say: Callable[[str], None] = lambda line: None,
     run_url: str | None = None,
     provenance: dict[str, str] | None = None,
+    allow_empty: bool = False,
 ) -> RunResult:
     """Run every stage in order on run `run_id`'s branch; `say` receives one progress line per stage.
 
-    A project without a `[transform]` skips the transform stage.
+    A project without a `[transform]` skips the transform stage. An ingest that lands nothing stops the run
+    (RefusedError) unless `allow_empty`.
     """
     from cascade_ci.stages.branch import create_run_branch
-    from cascade_ci.stages.ingest import ingest
+    from cascade_ci.stages.ingest import ingest, ingested_line
     from cascade_ci.stages.promote import promote
     from cascade_ci.stages.transform import transform
     from cascade_ci.stages.validate import publish, validate
@@ -75,16 +77,17 @@ def run_pipeline(
     def do_ingest() -> str:
         written = ingest(settings, catalog, run_id, sources=sources, options=options)
         result.details["rows_ingested"] = written.rows
-        return ", ".join(f"{table} {count}" for table, count in written.rows.items())
+        result.details["rows_rejected"] = written.rejected
+        return ingested_line(written)
 
     def do_transform() -> str:
-        built = transform(settings, catalog, run_id)
+        built = transform(settings, catalog, run_id, allow_empty=allow_empty)
         result.details["dbt_tests"] = built.tests
         tests = ", ".join(f"{count} {status}" for status, count in sorted(built.tests.items()))
         return f"{len(built.rows)} tables built; dbt tests: {tests or 'none'}"
 
     def do_validate() -> str:
-        verdict = validate(settings, catalog, run_id, run_url=run_url)
+        verdict = validate(settings, catalog, run_id, run_url=run_url, allow_empty=allow_empty)
         paths = publish(verdict, settings.path(settings.reports_dir), annotations)
         result.verdict = verdict
         result.details["reports"] = {key: str(path) for key, path in paths.items()}
@@ -99,7 +102,7 @@ def run_pipeline(
             result.outcome = "passed"
             return "skipped: AUTO_PROMOTE_ENABLED is false; promote with `cascade promote`"
         try:
-            promoted = promote(settings, catalog, run_id, provenance=provenance)
+            promoted = promote(settings, catalog, run_id, provenance=provenance, allow_empty=allow_empty)
         except RefusedError as e:
             result.outcome = "refused"
             return f"refused: {e}"

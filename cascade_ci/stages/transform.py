@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.branch_state import DBT_FRESHNESS, DBT_MANIFEST, DBT_TESTS, HISTORY_LIMIT, KIND, MetaKind
+from cascade_ci.branch_state import DBT_FRESHNESS, DBT_MANIFEST, DBT_TESTS, HISTORY_LIMIT, KIND, MetaKind, read_branch
 from cascade_ci.errors import CascadeError, ConfigError, Terminal
 from cascade_ci.naming import branch_name, is_pr_branch
 
@@ -281,14 +281,23 @@ def _model_failures(run_results: dict[str, Any]) -> list[str]:
     ]
 
 
-def transform(settings: Settings, catalog: BranchCatalog, run_id: str, engine: Engine | None = None) -> TransformResult:
-    """Build the project's models on the run's branch and commit the dbt test outcomes next to them."""
+def transform(
+    settings: Settings,
+    catalog: BranchCatalog,
+    run_id: str,
+    engine: Engine | None = None,
+    allow_empty: bool = False,
+) -> TransformResult:
+    """Build the project's models on the run's branch and commit the dbt test outcomes next to them.
+
+    A branch whose last ingest failed or landed nothing is refused unless `allow_empty`.
+    """
     from cascade_ci.engine import open_engine
     from cascade_ci.gates.dbt_gate import outcomes_from
 
     project = DbtProject.from_settings(settings)
     name = branch_name(run_id, settings.branch_prefix)
-    catalog.get_ref(name)
+    read_branch(catalog, name).require_ingest("transform", allow_empty)
     engine = engine or open_engine(settings, catalog)
     work_dir = settings.path(settings.home) / "dbt"
     reports = settings.path(settings.reports_dir) / "dbt"

@@ -26,7 +26,17 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.branch_state import ATTEMPT, BASE_HASH, BRANCH, CREATED_BY, CREATOR, KIND, RUN_ID, MetaKind
+from cascade_ci.branch_state import (
+    ATTEMPT,
+    BASE_HASH,
+    BRANCH,
+    CREATED_BY,
+    CREATOR,
+    INGEST,
+    KIND,
+    RUN_ID,
+    MetaKind,
+)
 from cascade_ci.catalog.base import ChangeKind, scratch_name
 from cascade_ci.errors import CatalogError, ConflictError, MergeConflictError, RefusedError
 from cascade_ci.naming import branch_name
@@ -173,6 +183,7 @@ def _marker(state: BranchState, run_id: str, onto: str, plan: UpdatePlan) -> dic
         CREATED_BY: CREATOR,
         UPDATED_FROM: state.ref.hash,
         UPDATE: json.dumps({"base_before": state.base_hash, **plan.summary()}, sort_keys=True),
+        **({INGEST: state.ingest.to_json()} if state.ingest else {}),  # the rejects gate still judges it
     }
 
 

@@ -86,12 +86,17 @@ def validate(
     run_url: str | None = None,
     full: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    allow_empty: bool = False,
 ) -> Verdict:
-    """Judge the branch head of run `run_id` and record the verdict as a commit on the branch."""
+    """Judge the branch head of run `run_id` and record the verdict as a commit on the branch.
+
+    A branch whose last ingest failed or landed nothing is refused unless `allow_empty`.
+    """
     name = branch_name(run_id, settings.branch_prefix)
     state = read_branch(catalog, name)
     if not state.ours or state.base_hash is None:
         raise RefusedError(f"branch {name!r} was not created by cascade-ci; validate only judges pipeline branches")
+    state.require_ingest("validate", allow_empty)
     started, t0 = clock(), time.perf_counter()
     head, base = state.ref.hash, state.base_hash
     changes = catalog.diff(base, head)

@@ -16,7 +16,7 @@ if str(GLUCOSE_EXAMPLE) not in sys.path:
 # settings must not change what the tests expect.
 EXAMPLE_VARIABLES = (
     "GLUCOSE_TIMEZONE",
-    "GLUCOSE_REJECTS_MAX_PCT",
+    "GLUCOSE_REJECTS_MAX_SHARE",
     "GLUCOSE_GMI_WINDOW_DAYS",
     "GLUCOSE_GMI_MIN_COMPLETENESS_PCT",
     "GH_SOURCE_TOKEN",

@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from glucose_github.nightscout import entries_to_batch
-from glucose_github.raw import DIRECTIONS, GLUCOSE, GLUCOSE_REJECTS
+from glucose_github.raw import DIRECTIONS, GLUCOSE
 from glucose_github.schemas import MART_SCHEMAS, FactGlucoseReadings
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -205,15 +205,15 @@ def as_text(record: Any) -> str:
 @given(st.lists(entries(), max_size=8))
 def test_bad_payloads_are_rejected_alone_or_blocked(made: list[Made]):
     batch = entries_to_batch([m.entry for m in made], "nightscout-export")  # never raises for a record
-    raw, rejects = batch.tables[GLUCOSE], batch.tables[GLUCOSE_REJECTS]
+    raw = batch.tables[GLUCOSE]
 
     # Every rejected record is in the rejects table (once per distinct text), named by its place and id.
     rejected = {i for i, m in enumerate(made) if m.outcome == "rejected"}
     last_of_text = {as_text(made[i].entry): i for i in sorted(rejected)}
     named = {}
-    (tally,) = tallies(rejects)
-    assert tally.startswith(f"tally: {len(made)} records read: {raw.num_rows} readings, {len(rejected)} rejected, ")
-    for row in rejected_rows(rejects):
+    (tally,) = tallies(batch, GLUCOSE)
+    assert tally.startswith(f"{len(made)} records read: {raw.num_rows} readings, {len(rejected)} rejected, ")
+    for row in rejected_rows(batch, GLUCOSE):
         found = re.match(r"Nightscout entry #(\d+) (\(_id=.*?\)|\(no _id\)): ", row["reason"])
         assert found, row["reason"]
         index = int(found.group(1))
@@ -364,7 +364,7 @@ def test_a_good_batch_does_reach_main():
 def test_lone_surrogate_in_a_string_is_rejected():
     entries = json.loads('[{"_id": "ok", "date": 1790000000000, "sgv": 100, "device": "dex\\udc80"}]')  # valid JSON
     batch = entries_to_batch(entries, "nightscout-export")
-    (rejected,) = rejected_rows(batch.tables[GLUCOSE_REJECTS])
+    (rejected,) = rejected_rows(batch, GLUCOSE)
     assert rejected["reason"].startswith("Nightscout entry #0 (_id='ok'): device is not valid Unicode")
     assert "\\udc80" in rejected["record"]  # kept as JSON text that UTF-8 can carry
     assert batch.tables[GLUCOSE].num_rows == 0
@@ -373,7 +373,7 @@ def test_lone_surrogate_in_a_string_is_rejected():
 def test_reason_stays_on_one_line_whatever_the_id():
     # An _id from the source can carry a newline and a GitHub workflow command into the job log.
     batch = entries_to_batch([{"_id": "x\n::error::forged", "date": 1790000000000, "sgv": "high"}], "x")
-    (reason,) = [row["reason"] for row in rejected_rows(batch.tables[GLUCOSE_REJECTS])]
+    (reason,) = [row["reason"] for row in rejected_rows(batch, GLUCOSE)]
     assert "\n" not in reason and reason.startswith("Nightscout entry #0 (_id='x\\n::error::forged'): ")
 
 

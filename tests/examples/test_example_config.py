@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from cascade_ci.cli import cli
 from cascade_ci.config import load_settings
 
-REJECTS_AND_ENTRIES = ["raw.github_user_events__rejects", "raw.glucose_entries", "raw.glucose_entries__rejects"]
+RAW_NAMES = ["raw.github_repo_stats", "raw.github_user_events", "raw.glucose_entries"]
 MART_NAMES = [
     "marts.fct_daily_glucose_metrics",
     "marts.fct_github_repo_stats",
@@ -36,9 +36,13 @@ def test_example_config_defaults(glucose_project):
     assert settings.transform is not None
     assert settings.path(settings.transform.project_dir) == glucose_project / "dbt"
     assert settings.transform.vars == {"gmi_window_days": "14", "gmi_min_completeness_pct": "70"}
-    assert sorted(settings.tables) == [*MART_NAMES, "raw.github_repo_stats__rejects", *REJECTS_AND_ENTRIES]
-    for rejects in [table for table in settings.tables if table.endswith("__rejects")]:
-        assert settings.tables[rejects].unique == ["source", "record"]  # reruns upsert a rejected record
+    assert sorted(settings.tables) == [*MART_NAMES, *RAW_NAMES]
+    # cascade-ci's rejects gate judges the rejected records: glucose blocks past 5 %, GitHub only warns
+    assert {table: settings.rejects_limit(table) for table in RAW_NAMES} == {
+        "raw.github_repo_stats": 1.0,
+        "raw.github_user_events": 1.0,
+        "raw.glucose_entries": 0.05,
+    }
     assert {table: settings.tables[table].schema_ for table in MART_NAMES} == {
         "marts.fct_daily_glucose_metrics": "glucose_github.schemas:FactDailyGlucoseMetrics",
         "marts.fct_github_repo_stats": "glucose_github.schemas:FactGitHubRepoStats",
@@ -47,15 +51,8 @@ def test_example_config_defaults(glucose_project):
     }
     freshness = settings.tables["raw.glucose_entries"].freshness
     assert freshness is not None and (freshness.column, freshness.warn_after_hours) == ("reading_timestamp", 24.0)
-    assert [check.name for check in settings.checks] == [
-        "readings_have_a_daily_row",
-        "glucose_rejects",
-        "glucose_rejects_share",
-        "github_rejects",
-    ]
-    share = next(check for check in settings.checks if check.name == "glucose_rejects_share")
-    assert (share.severity, share.expect) == ("error", 0) and "> 5\n" in share.sql
-    assert settings.gate_names == ["schema", "pandera", "dbt", "freshness", "sql"]
+    assert [check.name for check in settings.checks] == ["readings_have_a_daily_row"]
+    assert settings.gate_names == ["rejects", "schema", "pandera", "dbt", "freshness", "sql"]
 
 
 def test_example_config_reads_the_variables_users_already_set(glucose_project, monkeypatch):
@@ -65,7 +62,7 @@ def test_example_config_reads_the_variables_users_already_set(glucose_project, m
     monkeypatch.setenv("CASCADE_GITHUB_USERS", "hubot,monalisa")
     monkeypatch.setenv("GLUCOSE_FRESHNESS_HOURS", "6")
     monkeypatch.setenv("GLUCOSE_TIMEZONE", "Europe/Berlin")
-    monkeypatch.setenv("GLUCOSE_REJECTS_MAX_PCT", "2.5")
+    monkeypatch.setenv("GLUCOSE_REJECTS_MAX_SHARE", "0.025")
     monkeypatch.setenv("GLUCOSE_GMI_WINDOW_DAYS", "28")
     monkeypatch.setenv("GH_SOURCE_TOKEN", "ghp_source0123456789")
     settings = load_settings()
@@ -73,7 +70,7 @@ def test_example_config_reads_the_variables_users_already_set(glucose_project, m
     assert settings.sources["nightscout"].options["timezone"] == "Europe/Berlin"
     assert settings.sources["github"].options["source_token"] == "ghp_source0123456789"
     assert settings.transform is not None and settings.transform.vars["gmi_window_days"] == "28"
-    assert "> 2.5\n" in next(check.sql for check in settings.checks if check.name == "glucose_rejects_share")
+    assert settings.rejects_limit("raw.glucose_entries") == 0.025
     assert settings.sources["sample"].options == {"seed": "11", "defects": "null_ids", "timezone": "Europe/Berlin"}
     assert settings.sources["nightscout"].options["url"] == "https://cgm.example.org"
     assert settings.sources["github"].options["users"] == "hubot,monalisa"

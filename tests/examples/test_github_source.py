@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from glucose_github import github_source
-from glucose_github.raw import EVENTS, EVENTS_REJECTS, REPO_STATS, REPO_STATS_REJECTS, schemas
+from glucose_github.raw import EVENTS, REPO_STATS, schemas
 
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
 from tests.examples.rejects import rejected_rows, tallies
@@ -66,10 +66,8 @@ def test_events_follow_link_headers(api: FakeServer) -> None:
 
 def test_events_stop_at_max_pages(api: FakeServer) -> None:
     batch = github_source.fetch_user_events(None, ["octocat"], base_url=api.url, per_page=2, max_pages=2)
-    assert batch.row_counts() == {EVENTS: 4, EVENTS_REJECTS: 1}  # the tally row
-    assert tallies(batch.tables[EVENTS_REJECTS]) == [
-        "tally: 1 users asked for: 1 read, 0 failed; 4 events kept, 0 rejected"
-    ]
+    assert batch.row_counts() == {EVENTS: 4}  # the tally row
+    assert tallies(batch, EVENTS) == ["1 users asked for: 1 read, 0 failed; 4 events kept, 0 rejected"]
     assert len(api.requests_to(EVENTS_PATH)) == 2
     assert all("authorization" not in r.headers for r in api.requests)
 
@@ -140,7 +138,7 @@ def test_malformed_event_is_rejected_alone(api: FakeServer, field: str, message:
     api.pages(EVENTS_PATH, events)
     batch = github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url)
     assert batch.tables[EVENTS].num_rows == 6
-    (rejected,) = rejected_rows(batch.tables[EVENTS_REJECTS])
+    (rejected,) = rejected_rows(batch, EVENTS)
     assert message in rejected["reason"] and json.loads(rejected["record"]) == events[1]
     assert TOKEN not in rejected["reason"]
     assert batch.failures == []  # the user was read: only one event is rejected
@@ -149,7 +147,7 @@ def test_malformed_event_is_rejected_alone(api: FakeServer, field: str, message:
 def test_unknown_user_is_rejected_and_the_others_kept(api: FakeServer) -> None:
     batch = github_source.fetch_user_events(TOKEN, ["ghost", "octocat"], base_url=api.url)
     assert batch.tables[EVENTS].num_rows == 7
-    (rejected,) = rejected_rows(batch.tables[EVENTS_REJECTS])
+    (rejected,) = rejected_rows(batch, EVENTS)
     assert rejected["record"] == '{"user": "ghost"}'
     assert rejected["reason"] == (
         f"GitHub answered HTTP 404 reading the public events of user ghost at {api.url}/users/ghost/events/public "
@@ -260,7 +258,7 @@ def test_stats_202_forever_gives_up_within_max_wait(api: FakeServer) -> None:
     assert len(api.requests_to(CONTRIBUTORS)) == 5
     assert time.monotonic() - started < 5
     assert batch.tables[REPO_STATS].num_rows == 0
-    (rejected,) = rejected_rows(batch.tables[REPO_STATS_REJECTS])
+    (rejected,) = rejected_rows(batch, REPO_STATS)
     assert "still computing the contributors statistics of octocat/Hello-World after waiting 10 s" in rejected["reason"]
     error = github_source.all_failed(batch, 1)
     assert isinstance(error, SourceUnavailableError)  # try again later
@@ -282,8 +280,8 @@ def test_repo_server_errors_are_retried(api: FakeServer) -> None:
     api.fail_then("GET", REPO_PATH, 2, (200, {}, fixture("repo_octocat_hello_world.json", api.url)))
     sleeps = Sleeps()
     batch = github_source.fetch_repo_stats(TOKEN, [REPO], base_url=api.url, sleep=sleeps)
-    assert batch.row_counts() == {REPO_STATS: 1, REPO_STATS_REJECTS: 1}
-    assert tallies(batch.tables[REPO_STATS_REJECTS]) == ["tally: 1 repositories asked for: 1 read, 0 failed"]
+    assert batch.row_counts() == {REPO_STATS: 1}
+    assert tallies(batch, REPO_STATS) == ["1 repositories asked for: 1 read, 0 failed"]
     assert len(api.requests_to(REPO_PATH)) == 3
     assert sleeps == [0.5, 1.0]
 
@@ -337,13 +335,13 @@ def test_an_object_instead_of_events_and_a_next_page_elsewhere_reject_the_user(a
     events = fixture("events_octocat.json", api.url)
     api.reply("GET", EVENTS_PATH, {"message": "Moved", "documentation_url": "https://docs.github.com"})
     batch = github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url)
-    (rejected,) = rejected_rows(batch.tables[EVENTS_REJECTS])
+    (rejected,) = rejected_rows(batch, EVENTS)
     assert rejected["reason"].startswith("GitHub answered dict, not a list of events, reading the public events of")
     elsewhere = {"Link": '<https://evil.example/users/octocat/events/public?page=2>; rel="next"'}
     api.reply("GET", EVENTS_PATH, events[:2], headers=elsewhere)
     batch = github_source.fetch_user_events(TOKEN, ["octocat"], base_url=api.url)
     assert batch.tables[EVENTS].num_rows == 2  # the first page is kept
-    (rejected,) = rejected_rows(batch.tables[EVENTS_REJECTS])
+    (rejected,) = rejected_rows(batch, EVENTS)
     message = "next page of the public events of user octocat is on another host (https://evil.example/"
     assert message in rejected["reason"]
     assert len(api.requests) == 2  # the token did not follow the link

@@ -13,11 +13,11 @@ from cascade_ci.cli import cli
 from tests.examples.rejects import rejected_rows
 from tests.examples.test_nightscout_source import ENDPOINT, FIXTURE, nightscout_api, synthetic
 from tests.fakes.http import FakeServer
+from tests.integration.test_ingest_stage import assert_failed_and_unchanged
 
 GLUCOSE = "raw.glucose_entries"
 REJECTS = "raw.glucose_entries__rejects"
 RAW = {GLUCOSE, "raw.github_user_events", "raw.github_repo_stats"}
-RAW |= {f"{table}__rejects" for table in RAW}
 NO_ROWS = dict.fromkeys(RAW - {GLUCOSE}, 0)
 
 pytestmark = pytest.mark.usefixtures("glucose_project")
@@ -44,7 +44,7 @@ def test_ingest_from_nightscout_api_with_secret():
     payload = json.loads(result.stdout)
     assert payload["sources"] == ["nightscout"]
     # The example's sources return every raw table, empty when they have no rows for it.
-    assert payload["rows"] == {**NO_ROWS, GLUCOSE: 300, REJECTS: 1}  # the read's tally row
+    assert (payload["rows"], payload["rejected"]) == ({**NO_ROWS, GLUCOSE: 300}, {})
     assert again.exit_code == 0
     ids = glucose_ids("pipeline/run-1")
     assert len(ids) == len(set(ids)) == 300
@@ -57,7 +57,7 @@ def test_ingest_from_export_file_given_as_an_option():
     assert result.exit_code == 0, result.stderr
     expected = [e["_id"] for e in json.loads(FIXTURE.read_text()) if e.get("type") == "sgv"]
     assert json.loads(result.stdout)["rows"][GLUCOSE] == len(expected) == 8
-    assert json.loads(result.stdout)["rows"][REJECTS] == 1  # the tally row
+    assert json.loads(result.stdout)["rejected"] == {}
     assert sorted(glucose_ids("pipeline/run-2")) == sorted(expected)
     sources = open_catalog().tables("pipeline/run-2").load_table(GLUCOSE).scan().to_arrow()["source"]
     assert set(sources.to_pylist()) == {"nightscout-export"}
@@ -71,16 +71,17 @@ def test_a_malformed_record_is_rejected_and_the_rest_lands(tmp_path):
     assert cascade("branch", "--run-id", "3").exit_code == 0
     result = cascade("ingest", "--run-id", "3", "--source", "nightscout", "--option", f"file={bad}", "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["rows"] == {**NO_ROWS, GLUCOSE: 9, REJECTS: 1 + 1}  # with the tally
+    payload = json.loads(result.stdout)
+    assert (payload["rows"], payload["rejected"]) == ({**NO_ROWS, GLUCOSE: 9}, {GLUCOSE: 1})
     assert sorted(glucose_ids("pipeline/run-3")) == sorted(e["_id"] for i, e in enumerate(entries) if i != 4)
     (rejected,) = rejected_rows(open_catalog().tables("pipeline/run-3").load_table(REJECTS).scan().to_arrow())
     assert rejected["reason"] == f"export.json entry #4 (_id='{entries[4]['_id']}'): sgv is not a number: 'high'"
     assert json.loads(rejected["record"]) == entries[4]
+    assert (rejected["source"], rejected["run_id"]) == ("nightscout", "3")
     again = cascade("ingest", "--run-id", "3", "--source", "nightscout", "--option", f"file={bad}", "--json")
     assert again.exit_code == 0
     rejects = open_catalog().tables("pipeline/run-3").load_table(REJECTS).scan().to_arrow()
-    assert len(rejected_rows(rejects)) == 1  # upserted on (source, record): a rerun does not count it twice
-    assert rejects.num_rows == 1 + 2  # and a tally row per read
+    assert rejects.num_rows == 1  # upserted on (source, record): a rerun does not count it twice
 
 
 def test_a_file_that_cannot_be_read_writes_nothing(tmp_path):
@@ -92,7 +93,7 @@ def test_a_file_that_cannot_be_read_writes_nothing(tmp_path):
     assert result.exit_code == 2
     assert f"Nightscout export {bad} is not valid JSON at line 1" in result.stderr
     assert "(entry #9)" in result.stderr and "Traceback" not in result.stderr
-    assert open_catalog().get_ref("pipeline/run-3b").hash == head
+    assert_failed_and_unchanged(open_catalog(), head, "pipeline/run-3b")
 
 
 def test_missing_nightscout_url_is_a_config_error():
@@ -101,7 +102,7 @@ def test_missing_nightscout_url_is_a_config_error():
     result = cascade("ingest", "--run-id", "4", "--source", "nightscout")
     assert result.exit_code == 2
     assert "NIGHTSCOUT_URL" in result.stderr
-    assert open_catalog().get_ref("pipeline/run-4").hash == head
+    assert_failed_and_unchanged(open_catalog(), head, "pipeline/run-4")
 
 
 def test_sample_source_options_from_the_environment_and_the_command_line():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from glucose_github import nightscout
-from glucose_github.raw import GLUCOSE, GLUCOSE_REJECTS, schemas
+from glucose_github.raw import GLUCOSE, schemas
 
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError
 from tests.examples.rejects import rejected_rows, tallies
@@ -77,9 +77,7 @@ def test_pages_backwards_with_hashed_secret() -> None:
     table = batch.tables[GLUCOSE]
     assert table.num_rows == 2500
     assert table.column("entry_id").to_pylist() == [e["_id"] for e in entries]  # in time order
-    assert tallies(batch.tables[GLUCOSE_REJECTS]) == [
-        "tally: 2500 records read: 2500 readings, 0 rejected, 0 skipped (not sgv), 0 repeats"
-    ]
+    assert tallies(batch, GLUCOSE) == ["2500 records read: 2500 readings, 0 rejected, 0 skipped (not sgv), 0 repeats"]
     calls = server.requests_to(ENDPOINT)
     assert len(calls) == 3
     assert [c.param("count") for c in calls] == ["1000"] * 3
@@ -99,7 +97,7 @@ def test_exact_multiple_of_page_size_stops_on_an_empty_page() -> None:
     with FakeServer() as server:
         server.route("GET", ENDPOINT, nightscout_api(synthetic(20, T0)))
         batch = nightscout.fetch_entries(server.url, None, T0, T0 + timedelta(days=1), page_size=10)
-    assert batch.row_counts() == {GLUCOSE: 20, GLUCOSE_REJECTS: 1}
+    assert batch.row_counts() == {GLUCOSE: 20}
     assert len(server.requests) == 3
     assert "api-secret" not in server.requests[0].headers
 
@@ -128,9 +126,7 @@ def test_entries_map_to_the_glucose_schema() -> None:
     table = batch.tables[GLUCOSE]
     assert table.schema == schemas()[GLUCOSE]
     assert table.num_rows == 8  # the mbg and cal records are skipped, not rejected
-    assert tallies(batch.tables[GLUCOSE_REJECTS]) == [
-        "tally: 10 records read: 8 readings, 0 rejected, 2 skipped (not sgv), 0 repeats"
-    ]
+    assert tallies(batch, GLUCOSE) == ["10 records read: 8 readings, 0 rejected, 2 skipped (not sgv), 0 repeats"]
     newest = table.slice(7, 1).to_pylist()[0]  # rows are in time order
     assert newest == {
         "entry_id": "65a1f0c2e4b0a1b2c3d4e5f6",
@@ -290,10 +286,9 @@ def test_a_record_that_cannot_be_read_is_rejected_alone(field: str, value: objec
         entries[3][field] = value
     batch = nightscout.entries_to_batch(entries, "x")
     assert batch.tables[GLUCOSE].num_rows == 7
-    (rejected,) = rejected_rows(batch.tables[GLUCOSE_REJECTS])
+    (rejected,) = rejected_rows(batch, GLUCOSE)
     assert rejected["reason"] == f"Nightscout entry #3 (_id='65a1f0c2e4b0a1b2c3d4e601'): {reason}"
     assert json.loads(rejected["record"]) == entries[3]
-    assert rejected["source"] == "x"
 
 
 @pytest.mark.parametrize(
@@ -311,7 +306,7 @@ def test_mbg_and_cal_are_skipped_before_their_fields_are_checked() -> None:
         {"type": "sgv", "sgv": 120, "date": 1705123200000},
     ]
     batch = nightscout.entries_to_batch(entries, "x")
-    assert batch.row_counts() == {GLUCOSE: 1, GLUCOSE_REJECTS: 1}
+    assert batch.row_counts() == {GLUCOSE: 1}
 
 
 def test_repeats_keep_the_last_copy_and_deleted_records_are_kept_flagged() -> None:
@@ -341,7 +336,7 @@ def test_rejected_records_on_a_later_page_do_not_fail_the_fetch() -> None:
         batch = nightscout.fetch_entries(server.url, None, T0, T0 + timedelta(days=1), page_size=10)
     assert len(server.requests) == 3
     assert batch.tables[GLUCOSE].num_rows == 24
-    assert [row["reason"] for row in rejected_rows(batch.tables[GLUCOSE_REJECTS])] == [
+    assert [row["reason"] for row in rejected_rows(batch, GLUCOSE)] == [
         "Nightscout entry #20 (_id='undated'): missing date (and no dateString with a UTC offset to take it from)",
         "Nightscout entry #23 (_id='000000000000000000000002'): sgv is not a number: 'LOW'",
     ]
@@ -353,7 +348,7 @@ def test_server_errors_and_429_are_retried() -> None:
         ok: Response = (200, {}, fixture_entries()[:2])
         server.sequence("GET", ENDPOINT, [(500, {}, "boom"), (429, {"Retry-After": "1"}, ""), ok])
         batch = nightscout.fetch_entries(server.url, SECRET, T0, T0 + timedelta(days=1), sleep=sleeps)
-    assert batch.row_counts() == {GLUCOSE: 2, GLUCOSE_REJECTS: 1}
+    assert batch.row_counts() == {GLUCOSE: 2}
     assert len(server.requests) == 3
     assert sleeps == [0.5, 1.0]
 
@@ -378,7 +373,7 @@ def test_timeout_is_retried() -> None:
     with FakeServer() as server:
         server.route("GET", ENDPOINT, slow_once)
         batch = nightscout.fetch_entries(server.url, None, T0, T0 + timedelta(days=1), timeout=0.2, sleep=Sleeps())
-    assert batch.row_counts() == {GLUCOSE: 1, GLUCOSE_REJECTS: 1}
+    assert batch.row_counts() == {GLUCOSE: 1}
     assert len(server.requests) == 2
 
 
@@ -423,7 +418,7 @@ def test_only_the_hash_is_masked_on_stderr_only_in_actions(monkeypatch: pytest.M
     assert captured.out == ""  # stdout may be --json output
     assert captured.err.splitlines() == [f"::add-mask::{SECRET_SHA1}"]  # the runner masks the secret itself
     assert batch.tables[GLUCOSE].schema == schemas()[GLUCOSE]
-    assert batch.row_counts() == {GLUCOSE: 0, GLUCOSE_REJECTS: 1}
+    assert batch.row_counts() == {GLUCOSE: 0}
 
 
 def test_window_must_be_aware_and_non_empty() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from glucose_github import sources
-from glucose_github.raw import EVENTS, EVENTS_REJECTS, GLUCOSE, GLUCOSE_REJECTS, REPO_STATS, REPO_STATS_REJECTS, schemas
+from glucose_github.raw import EVENTS, GLUCOSE, REPO_STATS, schemas
 
 from cascade_ci.errors import ConfigError
 from cascade_ci.sources.base import SourceContext
@@ -16,9 +16,7 @@ from tests.examples.test_nightscout_source import FIXTURE
 from tests.fakes.http import FakeServer
 
 UNTIL = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
-RAW = {GLUCOSE, EVENTS, REPO_STATS, GLUCOSE_REJECTS, EVENTS_REJECTS, REPO_STATS_REJECTS}
-NO_REJECTS = {GLUCOSE_REJECTS: 0, EVENTS_REJECTS: 0, REPO_STATS_REJECTS: 0}
-TALLY = 1  # each read leaves one tally row in its rejects table
+RAW = {GLUCOSE, EVENTS, REPO_STATS}
 
 
 def counts(tables) -> dict[str, int]:
@@ -42,14 +40,7 @@ def assert_raw_tables(tables, label: str) -> None:
 def test_sample_reads_the_window_with_options_as_the_config_gives_them():
     tables = sources.sample(context("sample", seed="7", defects=""))  # ${VAR:-...} always yields text
     assert_raw_tables(tables, "sample")
-    assert counts(tables) == {
-        GLUCOSE: 576,
-        EVENTS: 271,
-        REPO_STATS: 5,
-        GLUCOSE_REJECTS: TALLY,
-        EVENTS_REJECTS: TALLY,
-        REPO_STATS_REJECTS: TALLY,
-    }
+    assert counts(tables) == {GLUCOSE: 576, EVENTS: 271, REPO_STATS: 5}
     assert set(tables[GLUCOSE]["site_utc_offset"].to_pylist()) == {0}  # no timezone: the entries' own (UTC)
     stamps = tables[GLUCOSE]["reading_timestamp"].to_pylist()
     assert UNTIL - timedelta(hours=48) <= min(stamps) and max(stamps) <= UNTIL
@@ -74,10 +65,11 @@ def test_sample_seed_and_defects():
 def test_sample_defects_of_the_nightscout_semantics():
     codes = sources.sample(context("sample", defects="error_codes"))[GLUCOSE]
     assert sorted(v for v in codes["sgv"].to_pylist() if v < 39) == [5, 5, 9, 9, 10, 10]
-    rejected = sources.sample(context("sample", defects="rejected_records"))
-    assert (rejected[GLUCOSE].num_rows, rejected[GLUCOSE_REJECTS].num_rows) == (576 - 58, 58 + TALLY)
-    assert set(rejected[GLUCOSE_REJECTS]["source"].to_pylist()) == {"sample"}
-    assert set(rejected[GLUCOSE_REJECTS]["ingested_at"].to_pylist()) == {UNTIL}
+    ctx = context("sample", defects="rejected_records")
+    rejected = sources.sample(ctx)
+    assert (rejected[GLUCOSE].num_rows, len(ctx.rejected)) == (576 - 58, 58)  # handed to cascade-ci to land
+    assert {reject.table for reject in ctx.rejected} == {GLUCOSE}
+    assert all(reject.record and reject.reason for reject in ctx.rejected)
 
 
 def test_sample_timezone_sets_the_site_offset():
@@ -90,7 +82,7 @@ def test_sample_timezone_sets_the_site_offset():
 def test_nightscout_reads_an_export_file():
     tables = sources.nightscout(context("nightscout", file=str(FIXTURE)))
     assert_raw_tables(tables, "nightscout-export")
-    assert counts(tables) == {GLUCOSE: 8, EVENTS: 0, REPO_STATS: 0, **NO_REJECTS, GLUCOSE_REJECTS: TALLY}
+    assert counts(tables) == {GLUCOSE: 8, EVENTS: 0, REPO_STATS: 0}
 
 
 def test_nightscout_file_option_takes_several_paths_and_globs(tmp_path):
@@ -120,8 +112,7 @@ def test_github_reads_each_user_of_a_comma_separated_list():
         tables = sources.github(context("github", hours=24 * 800, **options))  # the recorded events are of 2024
         recent = sources.github(context("github", **options))
     assert_raw_tables(tables, "github")
-    tallied = {EVENTS_REJECTS: TALLY, REPO_STATS_REJECTS: TALLY}
-    assert counts(tables) == {GLUCOSE: 0, EVENTS: 7, REPO_STATS: 0, **NO_REJECTS, **tallied}
+    assert counts(tables) == {GLUCOSE: 0, EVENTS: 7, REPO_STATS: 0}
     assert recent[EVENTS].num_rows == 0  # none in the last 48 hours: the ingest window is honoured
     assert set(tables[EVENTS]["source"].to_pylist()) == {"github-api"}  # the fetcher's label is kept
     event_paths = [r.path for r in server.requests if r.path.endswith("/events/public")]

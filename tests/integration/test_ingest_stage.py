@@ -133,6 +133,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         yield Project(root, module, stack)
 
 
+def assert_failed_and_unchanged(catalog, head: str, ref: str = "pipeline/run-1") -> None:
+    """Since `head`, the branch holds only the failed ingest's record: no table changed."""
+    after = catalog.get_ref(ref).hash
+    assert catalog.diff(head, after) == []
+    record = catalog.log(after, limit=1)[0]
+    assert (record.parents[0], record.properties["cascade.kind"]) == (head, "ingest")
+    assert json.loads(record.properties["cascade.ingest"])["outcome"] == "failed"
+
+
 def rows(catalog, table: str, ref: str = "pipeline/run-1") -> list[dict]:
     return catalog.tables(ref).load_table(table).scan().to_arrow().to_pylist()
 
@@ -325,13 +334,14 @@ def test_a_failing_source_writes_nothing(project):
     head = catalog.get_ref("pipeline/run-1").hash
     with pytest.raises(SourceError, match=r"^the API said no$"):
         ingest(settings, catalog, "1", now=NOW)
-    assert catalog.get_ref("pipeline/run-1").hash == head
+    assert_failed_and_unchanged(catalog, head)
     assert not catalog.tables("pipeline/run-1").table_exists("raw.orders")  # read first, written never
 
+    head = catalog.get_ref("pipeline/run-1").hash
     result = cascade("ingest", "--run-id", "1", "--json")
     assert result.exit_code == 2
     assert json.loads(result.stdout) == {"type": "SourceError", "message": "the API said no"}
-    assert catalog.get_ref("pipeline/run-1").hash == head
+    assert_failed_and_unchanged(catalog, head)
 
 
 @pytest.mark.parametrize(
@@ -348,7 +358,7 @@ def test_what_is_not_rows_is_a_source_error(project, function, message):
     with pytest.raises(SourceError) as caught:
         ingest(settings, catalog, "1", now=NOW)
     assert str(caught.value).startswith(message.replace("MOD", project.module))
-    assert catalog.get_ref("pipeline/run-1").hash == head
+    assert_failed_and_unchanged(catalog, head)
 
 
 def test_a_failed_write_undoes_the_stages_earlier_writes(project):

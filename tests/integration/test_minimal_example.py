@@ -46,7 +46,7 @@ def test_the_minimal_example_promotes_then_blocks_bad_rows(minimal):
     assert first["outcome"] == "promoted"
     assert set(first["stage_seconds"]) == {"branch", "ingest", "validate", "promote"}  # no [transform]
     assert first["rows_ingested"] == {"raw.orders": 3}
-    assert [g["gate"] for g in first["verdict"]["gates"]] == ["schema", "pandera", "freshness", "sql"]
+    assert [g["gate"] for g in first["verdict"]["gates"]] == ["rejects", "schema", "pandera", "freshness", "sql"]
     assert failing(first) == set()
     good = [(1001, 19.9), (1002, 5.0), (1003, 42.5)]
     assert main_orders() == good

@@ -153,8 +153,8 @@ def test_rejected_records_over_the_share_block():
     assert result.exit_code == 1, result.stderr
     run = json.loads(result.stdout)
     checks = [c for g in run["verdict"]["gates"] for c in g["checks"]]
-    failing = {c["name"] for c in checks if not c["passed"] and c["severity"] == "error"}
-    assert failing == {"glucose_rejects_share"}  # 58 of 576 records: over 5 %
+    failing = {(c["gate"], c["table"]) for c in checks if not c["passed"] and c["severity"] == "error"}
+    assert failing == {("rejects", "raw.glucose_entries")}  # 58 of 576 records: over 5 %
 
 
 def test_warnings_do_not_block():

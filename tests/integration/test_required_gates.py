@@ -53,8 +53,8 @@ def test_verdict_of_fewer_gates_than_required_is_refused_and_main_unchanged():
         assert refused.exit_code == 1, refused.output
         assert json.loads(refused.stdout) == {
             "type": "RefusedError",
-            "message": "pipeline/run-1's verdict did not run the gate(s) promotion requires: pandera, freshness, "
-            "sql; run `cascade validate --run-id 1` with every required gate",
+            "message": "pipeline/run-1's verdict did not run the gate(s) promotion requires: rejects, pandera, "
+            "freshness, sql; run `cascade validate --run-id 1` with every required gate",
         }
         assert heads() == before
     assert before[1] == []
@@ -64,8 +64,8 @@ def test_validating_with_every_default_gate_then_promotes():
     name = branch_with_rows("2")
     validate("2", "--gates", "schema")
     assert cascade("promote", "--run-id", "2").exit_code == 1
-    verdict = validate("2")  # the default gates: schema, pandera, freshness, sql (no [transform]: no dbt)
-    assert [gate["gate"] for gate in verdict["gates"]] == ["schema", "pandera", "freshness", "sql"]
+    verdict = validate("2")  # the default gates: rejects, schema, pandera, freshness, sql (no [transform]: no dbt)
+    assert [gate["gate"] for gate in verdict["gates"]] == ["rejects", "schema", "pandera", "freshness", "sql"]
     promoted = cascade("promote", "--run-id", "2", "--json")
     assert promoted.exit_code == 0, promoted.output
     assert json.loads(promoted.stdout)["action"] == "promoted"
@@ -101,7 +101,7 @@ def test_required_gate_missing_from_the_run_refuses_the_run(tmp_path, monkeypatc
     assert heads() == before
 
 
-@pytest.mark.parametrize("gates", ["schema,pandera,freshness,sql", "sql,freshness,pandera,schema"])
+@pytest.mark.parametrize("gates", ["rejects,schema,pandera,freshness,sql", "sql,freshness,pandera,schema,rejects"])
 def test_the_order_gates_ran_in_does_not_matter(gates):
     branch_with_rows("5")
     validate("5", "--gates", gates)

@@ -97,7 +97,7 @@ def test_a_users_project_promotes_its_own_tables(project):
     assert first["outcome"] == "promoted", failing(first)
     assert first["verdict"]["warnings"] == 0
     gates = {gate["gate"] for gate in first["verdict"]["gates"]}
-    assert gates == {"schema", "pandera", "dbt", "freshness", "sql"}
+    assert gates == {"rejects", "schema", "pandera", "dbt", "freshness", "sql"}
     assert rows("raw.orders").num_rows == 3
     assert sorted(rows("main.customer_revenue").column("revenue").to_pylist()) == [4.0, 17.75]
     assert rows("main.order_log").num_rows == 3
@@ -112,7 +112,8 @@ def test_a_users_project_promotes_its_own_tables(project):
     log = open_catalog(load_settings()).tables("main").load_table("main.order_log")
     assert log.scan().to_arrow().num_rows == 5
     assert log.current_snapshot().summary.operation.value == "append"
-    freshness = {c["table"]: c for c in second["verdict"]["gates"][3]["checks"]}
+    (gate,) = [gate for gate in second["verdict"]["gates"] if gate["gate"] == "freshness"]
+    freshness = {c["table"]: c for c in gate["checks"]}
     assert freshness["raw.orders"]["passed"] and freshness["raw.orders"]["file"] == "dbt/models/staging/sources.yml"
 
 

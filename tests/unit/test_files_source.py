@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from cascade_ci.config import SourceConfig, load_settings
 from cascade_ci.errors import ConfigError, SourceError
 from cascade_ci.sources.base import SourceContext, build_source
-from cascade_ci.sources.files import FileSource
+from cascade_ci.sources.files import FileSource, read_file
 
 BOM = b"\xef\xbb\xbf"
 
@@ -138,27 +139,81 @@ def test_a_folder_matching_the_glob_is_not_a_file(tmp_path: Path) -> None:
         read(tmp_path, files="data/*.csv")
 
 
-def test_malformed_csv_names_the_file_and_the_row(tmp_path: Path) -> None:
+def read_with_rejects(tmp_path: Path, **config: Any) -> tuple[dict[str, pa.Table], list[tuple[str, str, str]]]:
+    """The tables a files source reads, and what it rejected: (table, record, reason)."""
+    source = FileSource(SourceConfig(**config), load_settings())
+    ctx = context(tmp_path)
+    tables = dict(source.read(ctx))
+    return tables, [(r.table, r.record, r.reason) for r in ctx.rejected]
+
+
+def test_a_row_with_the_wrong_number_of_fields_is_rejected_alone(tmp_path: Path) -> None:
     write(tmp_path / "data" / "a.csv", "id,name\n1,a\n")
     write(tmp_path / "data" / "b.csv", "id,name\n1,a\n2,b,extra\n3,c\n")
-    with pytest.raises(SourceError) as raised:
-        read(tmp_path, files="data/*.csv")
-    message = str(raised.value)
-    assert message == "data/b.csv: cannot read as CSV: CSV parse error: Row #3: Expected 2 columns, got 3: 2,b,extra"
-    assert "Traceback" not in message
+    tables, rejected = read_with_rejects(tmp_path, files="data/*.csv")
+    assert tables["b"].to_pylist() == [{"id": 1, "name": "a"}, {"id": 3, "name": "c"}]
+    ((table, record, reason),) = rejected
+    assert table == "b"
+    assert json.loads(record) == {"file": "data/b.csv", "line": 3, "text": "2,b,extra"}
+    assert (
+        reason == "data/b.csv: line 3: 3 fields where the header has 2; fix the row (quote a value that holds a comma)"
+    )
+
+
+def test_a_value_that_does_not_fit_its_declared_type_is_rejected(tmp_path: Path) -> None:
+    write(
+        tmp_path / "pay.csv",
+        "id,amount,at,note\n1,10,2024-05-01T00:00:00Z,\n2,ten,2024-05-01T01:00:00Z,x\n3,,soon,y\n4,7,,\n",
+    )
+    types = {"amount": "int64", "at": "timestamp[us, tz=UTC]"}
+    tables, rejected = read_with_rejects(tmp_path, files="*.csv", types=types)
+    pay = tables["pay"]
+    assert (pay.schema.field("amount").type, pay.schema.field("at").type) == (pa.int64(), pa.timestamp("us", "UTC"))
+    assert pay.column("id").to_pylist() == [1, 4]  # an empty field is a null, not a misfit
+    assert pay.column("amount").to_pylist() == [10, 7]
+    assert [json.loads(record) for _, record, _ in rejected] == [
+        {"file": "pay.csv", "row": 2, "id": 2, "amount": "ten", "at": "2024-05-01T01:00:00Z", "note": "x"},
+        {"file": "pay.csv", "row": 3, "id": 3, "amount": None, "at": "soon", "note": "y"},
+    ]
+    assert [reason for _, _, reason in rejected] == [
+        "pay.csv: row 2: amount 'ten' is not int64; fix the value or leave it empty",
+        "pay.csv: row 3: at 'soon' is not timestamp[us, tz=UTC]; fix the value or leave it empty",
+    ]
+
+
+def test_json_values_are_coerced_to_their_declared_type_or_rejected(tmp_path: Path) -> None:
+    write(tmp_path / "e.jsonl", '{"id": 1, "n": "12"}\n{"id": 2, "n": 3}\n{"id": 3, "n": "many"}\n')
+    tables, rejected = read_with_rejects(tmp_path, files="*.jsonl", types={"n": "int32"})
+    assert tables["e"].schema.field("n").type == pa.int32()
+    assert tables["e"].to_pylist() == [{"id": 1, "n": 12}, {"id": 2, "n": 3}]
+    assert rejected == [("e", '{"id": 3, "n": "many"}', "e.jsonl: line 3: n 'many' is not int32; fix the value")]
+
+
+def test_an_unknown_declared_type_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^types\.amount: unknown type 'money'; use int64"):
+        read(tmp_path, files="*.csv", types={"amount": "money"})
+
+
+def test_without_a_reject_callback_a_bad_row_still_fails_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "b.csv", "id,name\n2,b,extra\n")
+    with pytest.raises(SourceError, match=r"^b\.csv: cannot read as CSV: CSV parse error: .*Expected 2 columns, got 3"):
+        read_file(path, "csv", "b.csv")
 
 
 def test_empty_csv_is_an_error(tmp_path: Path) -> None:
     write(tmp_path / "empty.csv", "")
-    with pytest.raises(SourceError, match=r"^empty\.csv: cannot read as CSV: Empty CSV file$"):
+    with pytest.raises(SourceError, match=r"^empty\.csv: cannot read as CSV: Empty CSV file; is it CSV with a header"):
         read(tmp_path, files="*.csv")
 
 
-def test_malformed_json_line_names_the_line(tmp_path: Path) -> None:
-    write(tmp_path / "events.jsonl", '{"id": 1}\n{"id": 2\n{"id": 3}\n')
-    with pytest.raises(SourceError) as raised:
-        read(tmp_path, files="*.jsonl")
-    assert str(raised.value) == "events.jsonl: cannot read as JSON lines: line 2: Expecting ',' delimiter"
+def test_a_line_that_is_not_json_is_rejected_alone(tmp_path: Path) -> None:
+    write(tmp_path / "events.jsonl", '{"id": 1}\n{"id": 2\n[3]\n{"id": 4}\n')
+    tables, rejected = read_with_rejects(tmp_path, files="*.jsonl")
+    assert tables["events"].to_pylist() == [{"id": 1}, {"id": 4}]
+    assert rejected == [
+        ("events", '{"id": 2', "events.jsonl: line 2: Expecting ',' delimiter; fix the line or remove it"),
+        ("events", "[3]", "events.jsonl: line 3: a list, not a JSON object"),
+    ]
 
 
 def test_json_array_file_says_what_json_lines_are(tmp_path: Path) -> None:
@@ -166,15 +221,23 @@ def test_json_array_file_says_what_json_lines_are(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as raised:
         read(tmp_path, files="*.json")
     assert str(raised.value) == (
-        "events.json: cannot read as JSON lines: line 1: not a JSON object (JSON lines hold one object per line)"
+        "events.json: cannot read as JSON lines: line 1: a list, not a JSON object; "
+        "write one JSON object per line, or set `format` on the source"
     )
 
 
-def test_json_type_change_keeps_pyarrows_reason(tmp_path: Path) -> None:
-    write(tmp_path / "events.jsonl", '{"id": 1}\n{"id": "x"}\n')
-    with pytest.raises(
-        SourceError, match=r"^events\.jsonl: cannot read as JSON lines: JSON parse error: Column\(/id\)"
-    ):
+def test_a_json_line_that_changes_a_columns_type_is_rejected(tmp_path: Path) -> None:
+    write(tmp_path / "events.jsonl", '{"id": 1, "ok": true}\n{"id": "x"}\n{"id": 3, "ok": null}\n')
+    tables, rejected = read_with_rejects(tmp_path, files="*.jsonl")
+    assert tables["events"].to_pylist() == [{"id": 1, "ok": True}, {"id": 3, "ok": None}]
+    assert rejected == [
+        ("events", '{"id": "x"}', "events.jsonl: line 2: id is text, not a number as on line 1; fix the value")
+    ]
+
+
+def test_a_file_that_is_not_utf8_fails_whole(tmp_path: Path) -> None:
+    write(tmp_path / "events.jsonl", b'{"id": 1}\n{"id": "\xff\xfe"}\n')
+    with pytest.raises(SourceError, match=r"^events\.jsonl: cannot read as JSON lines: .*utf-8.*; write one JSON"):
         read(tmp_path, files="*.jsonl")
 
 
@@ -201,3 +264,13 @@ def test_unknown_suffix_without_format_is_a_config_error(tmp_path: Path) -> None
     assert str(raised.value) == (
         "notes.txt: cannot tell the format from the suffix '.txt'; set `format` (csv, parquet or jsonl) on the source"
     )
+
+
+def test_misfits_are_found_across_blocks_of_a_large_file(tmp_path: Path) -> None:
+    bad = {0, 4095, 4096, 9999}  # the first row, either side of a block edge, the last row
+    lines = [f"{i},{'x' if i in bad else i}" for i in range(10_000)]
+    write(tmp_path / "big.csv", "id,n\n" + "\n".join(lines) + "\n")
+    tables, rejected = read_with_rejects(tmp_path, files="*.csv", types={"n": "int64"})
+    assert sorted(json.loads(record)["id"] for _, record, _ in rejected) == sorted(bad)
+    assert tables["big"].num_rows == 10_000 - len(bad)
+    assert tables["big"].column("n").to_pylist() == [i for i in range(10_000) if i not in bad]

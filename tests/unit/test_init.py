@@ -51,8 +51,10 @@ def test_init_names_the_data_files_and_the_dbt_project_it_finds(tmp_path):
             "namespace": "raw",
             "options": {},
             "python": None,
+            "rejects_max_share": None,
             "table": None,
             "type": None,
+            "types": {},
         }
     }
     assert resolved["transform"]["project_dir"] == "warehouse"

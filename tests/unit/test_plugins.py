@@ -14,7 +14,7 @@ from cascade_ci.plugins import PluginError, available, import_attr, resolve
 
 BUILT_INS = {
     "cascade_ci.sources": ["dlt", "files", "python"],
-    "cascade_ci.gates": ["dbt", "freshness", "pandera", "schema", "sql"],
+    "cascade_ci.gates": ["dbt", "freshness", "pandera", "rejects", "schema", "sql"],
     "cascade_ci.catalogs": ["local", "nessie"],
     "cascade_ci.engines": ["duckdb", "trino"],
 }

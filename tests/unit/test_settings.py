@@ -108,14 +108,15 @@ def test_defaults_without_a_config_file(workdir: Path) -> None:
     assert settings.root == workdir
     assert settings.engine_name == "duckdb"
     # Without a [transform] there are no dbt results to judge: the dbt gate is not a default.
-    assert settings.gate_names == ["schema", "pandera", "freshness", "sql"]
-    assert settings.promotion_gates == ["schema", "pandera", "freshness", "sql"]
+    assert settings.gate_names == ["rejects", "schema", "pandera", "freshness", "sql"]
+    assert settings.promotion_gates == ["rejects", "schema", "pandera", "freshness", "sql"]
+    assert settings.rejects_max_share == 0.0  # any rejected record blocks until someone decides otherwise
 
 
 def test_derived_settings_follow_what_is_configured(workdir: Path) -> None:
     write(workdir / "cascade.toml", 'catalog = "nessie"\n[transform]\nproject_dir = "models"\n')
     settings = load_settings()
-    assert settings.gate_names == ["schema", "pandera", "dbt", "freshness", "sql"]
+    assert settings.gate_names == ["rejects", "schema", "pandera", "dbt", "freshness", "sql"]
     assert settings.engine_name == "trino"
     assert load_settings(engine="duckdb").engine_name == "duckdb"
     gated = load_settings(gates="schema,dbt")
@@ -804,7 +805,7 @@ def test_config_check_names_unknown_gates_catalogs_and_a_missing_dbt_project(wor
     )
     assert (
         f"{config}: gates: bogus: no gate named 'bogus' "
-        "(installed: dbt, freshness, pandera, schema, sql; or give module:attr)" in result.stderr
+        "(installed: dbt, freshness, pandera, rejects, schema, sql; or give module:attr)" in result.stderr
     )
     assert f"{config}: transform.project_dir: " in result.stderr
     assert f"no dbt_project.yml in {workdir / 'dbt'}" in result.stderr

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError, safe_url
 from cascade_ci.github_api import DEFAULT_BASE_URL, SERVER_ERRORS
 from cascade_ci.http_guard import check_credential_url
-from glucose_github.raw import EVENTS, EVENTS_REJECTS, REPO_STATS, REPO_STATS_REJECTS, RawBatch, rejects_table, schemas
+from glucose_github.raw import EVENTS, REPO_STATS, RawBatch, schemas
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -117,8 +117,7 @@ def fetch_user_events(
         f"{len(logins)} users asked for: {len(logins) - len(failures)} read, {len(failures)} failed; "
         f"{len(rows)} events kept, {len(rejected) - len(failures)} rejected"
     )
-    tables = {EVENTS: _table(EVENTS, list(rows.values())), EVENTS_REJECTS: rejects_table(SOURCE, rejected, tally)}
-    return RawBatch(tables, failures)
+    return RawBatch({EVENTS: _table(EVENTS, list(rows.values()))}, failures, {EVENTS: rejected}, {EVENTS: tally})
 
 
 def fetch_repo_stats(
@@ -153,8 +152,7 @@ def fetch_repo_stats(
             rejected.append((json.dumps({"repo": name}), str(e)))
             failures.append(e)
     tally = f"{len(names)} repositories asked for: {len(rows)} read, {len(failures)} failed"
-    tables = {REPO_STATS: _table(REPO_STATS, rows), REPO_STATS_REJECTS: rejects_table(SOURCE, rejected, tally)}
-    return RawBatch(tables, failures)
+    return RawBatch({REPO_STATS: _table(REPO_STATS, rows)}, failures, {REPO_STATS: rejected}, {REPO_STATS: tally})
 
 
 def all_failed(batch: RawBatch, asked: int) -> SourceError | None:

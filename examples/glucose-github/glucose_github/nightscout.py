@@ -46,7 +46,7 @@ from cascade_ci.errors import ConfigError, SourceError, SourceUnavailableError, 
 from cascade_ci.github import mask
 from cascade_ci.http_guard import check_credential_url
 from cascade_ci.http_guard import opener as guarded_opener
-from glucose_github.raw import GLUCOSE, GLUCOSE_REJECTS, RawBatch, rejects_table, schemas
+from glucose_github.raw import GLUCOSE, RawBatch, schemas
 
 API_SOURCE = "nightscout-api"
 EXPORT_SOURCE = "nightscout-export"
@@ -108,7 +108,7 @@ class Entries:
         self.rejected.append((text, reason))
 
     def tally(self) -> str:
-        """What became of the records read (the rejects table's tally row)."""
+        """What became of the records read."""
         repeats = self.read - self.skipped - len(self.rejected) - len(self.rows)
         return (
             f"{self.read} records read: {len(self.rows)} readings, {len(self.rejected)} rejected, "
@@ -116,7 +116,7 @@ class Entries:
         )
 
     def batch(self, source: str) -> RawBatch:
-        """`raw.glucose_entries` (ordered by time) and `raw.glucose_entries__rejects`."""
+        """`raw.glucose_entries` (ordered by time), its rejected records and the read's tally."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -129,7 +129,7 @@ class Entries:
         data["ingested_at"] = pa.nulls(len(rows), column["ingested_at"])
         data["source"] = pa.array([source] * len(rows), pa.string())
         table = pa.table([data[f.name] for f in schema], schema=schema)
-        return RawBatch({GLUCOSE: table, GLUCOSE_REJECTS: rejects_table(source, self.rejected, self.tally())})
+        return RawBatch({GLUCOSE: table}, rejected={GLUCOSE: list(self.rejected)}, tallies={GLUCOSE: self.tally()})
 
 
 def site_zone(name: Any) -> tzinfo | None:

@@ -1,9 +1,10 @@
 """The raw tables every source writes: Arrow schemas, natural keys, and the batch they travel in.
 
 Sources return a `RawBatch` (Arrow tables keyed by raw table name) that has already been checked
-against these schemas. A record a source cannot read does not fail its file: it goes, as the text it
-was, with the reason, to the table's rejects table (`<table>__rejects`), which lands on the branch
-beside the rows, where the example's SQL checks count it.
+against these schemas. A record a source cannot read does not fail its file: it is kept, as the text it
+was, with the reason, in the batch's `rejected`, which the example's sources hand to cascade-ci
+(`ctx.reject`): ingest lands it in the table's rejects table (`<table>__rejects`) and the `rejects`
+gate judges its share.
 """
 
 from __future__ import annotations
@@ -18,20 +19,12 @@ NAMESPACE = "raw"
 GLUCOSE = "raw.glucose_entries"
 EVENTS = "raw.github_user_events"
 REPO_STATS = "raw.github_repo_stats"
-REJECTS_SUFFIX = "__rejects"
-GLUCOSE_REJECTS = GLUCOSE + REJECTS_SUFFIX
-EVENTS_REJECTS = EVENTS + REJECTS_SUFFIX
-REPO_STATS_REJECTS = REPO_STATS + REJECTS_SUFFIX
-REJECTS = {GLUCOSE: GLUCOSE_REJECTS, EVENTS: EVENTS_REJECTS, REPO_STATS: REPO_STATS_REJECTS}
 
 # Natural keys: an upsert on these makes re-ingesting a window idempotent (cascade.toml declares the same).
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     GLUCOSE: ("entry_id",),
     EVENTS: ("event_id",),
     REPO_STATS: ("repo_name", "snapshot_date"),
-    GLUCOSE_REJECTS: ("source", "record"),
-    EVENTS_REJECTS: ("source", "record"),
-    REPO_STATS_REJECTS: ("source", "record"),
 }
 
 # Nightscout's documented `direction` values.
@@ -77,20 +70,11 @@ def schemas() -> dict[str, pa.Schema]:
     `glucose_entries`, `utc_offset` is the entry's own `utcOffset` as given, `site_utc_offset` the offset
     (minutes east of UTC) its local day and hour are computed in: the source's `timezone` option, else
     the entry's own offset (`utcOffset`, else the one in `dateString`), else 0. `is_valid` is false for
-    a record Nightscout marks deleted (API v3's `isValid`). A rejects table has one row per record that
-    could not be read: the source, the record as text, and why; and one tally row per read (no record).
+    a record Nightscout marks deleted (API v3's `isValid`).
     """
     import pyarrow as pa
 
     ts = pa.timestamp("us", tz="UTC")
-    rejects = pa.schema(
-        [
-            pa.field("source", pa.string()),
-            pa.field("record", pa.string()),
-            pa.field("reason", pa.string()),
-            pa.field("ingested_at", ts),
-        ]
-    )
     return {
         GLUCOSE: pa.schema(
             [
@@ -152,46 +136,23 @@ def schemas() -> dict[str, pa.Schema]:
                 pa.field("source", pa.string()),
             ]
         ),
-        GLUCOSE_REJECTS: rejects,
-        EVENTS_REJECTS: rejects,
-        REPO_STATS_REJECTS: rejects,
     }
-
-
-TALLY = "tally: "  # the reason of a read's tally row (its record is empty)
-
-
-def rejects_table(source: str, rejected: list[tuple[str, str]], tally: str) -> pa.Table:
-    """A rejects table: the (record text, reason) pairs from `source`, each record once (the last reason
-    kept), and one tally row of the read (record empty, reason `tally: ...`: what was read and what became
-    of it). The tally makes every read visible in the table, rejects or not, and keeps the table changing
-    with each ingest as the raw tables do."""
-    import pyarrow as pa
-
-    unique: dict[str | None, str] = dict(rejected)
-    unique[None] = TALLY + tally
-    schema = schemas()[GLUCOSE_REJECTS]
-    return pa.table(
-        {
-            "source": pa.array([source] * len(unique), pa.string()),
-            "record": pa.array(list(unique), pa.string()),
-            "reason": pa.array(list(unique.values()), pa.string()),
-            "ingested_at": pa.nulls(len(unique), schema.field("ingested_at").type),
-        },
-        schema=schema,
-    )
 
 
 @dataclass
 class RawBatch:
     """Rows for some raw tables. Columns `ingested_at` and `source` may be absent.
 
-    `failures` are the errors of the requests that failed while others succeeded (their records are in
-    the rejects tables): a source that asked for several things fails only when all of them failed.
+    `rejected` holds, per table, the records that could not be read: (record text, reason). `tallies` says,
+    per table, what was read and what became of it. `failures` are the errors of the requests that failed
+    while others succeeded (their records are rejected): a source that asked for several things fails
+    only when all of them failed.
     """
 
     tables: dict[str, pa.Table] = field(default_factory=dict)
     failures: list[Exception] = field(default_factory=list)
+    rejected: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    tallies: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: RawBatch) -> RawBatch:
         import pyarrow as pa
@@ -199,7 +160,10 @@ class RawBatch:
         merged = dict(self.tables)
         for name, rows in other.tables.items():
             merged[name] = pa.concat_tables([merged[name], rows]) if name in merged else rows
-        return RawBatch(merged, [*self.failures, *other.failures])
+        rejected = {name: list(records) for name, records in self.rejected.items()}
+        for name, records in other.rejected.items():
+            rejected.setdefault(name, []).extend(records)
+        return RawBatch(merged, [*self.failures, *other.failures], rejected, {**self.tallies, **other.tallies})
 
     def row_counts(self) -> dict[str, int]:
         return {name: rows.num_rows for name, rows in self.tables.items()}

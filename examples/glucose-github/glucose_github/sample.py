@@ -18,13 +18,9 @@ from glucose_github.raw import (
     DIRECTIONS,
     EVENT_TYPES,
     EVENTS,
-    EVENTS_REJECTS,
     GLUCOSE,
-    GLUCOSE_REJECTS,
     REPO_STATS,
-    REPO_STATS_REJECTS,
     RawBatch,
-    rejects_table,
     schemas,
 )
 
@@ -59,7 +55,7 @@ DEFECTS = {
     "out_of_range_glucose": "some glucose readings are 700 or 900 mg/dL",
     "null_ids": "some glucose entries have no id",
     "error_codes": "some readings are Dexcom error codes (sgv 5, 9, 10): counted per day, not glucose (passes)",
-    "rejected_records": "a tenth of the glucose records cannot be read and land in the rejects table",
+    "rejected_records": "a tenth of the glucose records cannot be read and are rejected (raw.glucose_entries__rejects)",
     "stale_timestamps": "every timestamp is three days older than the window",
     "unknown_event_types": "some events have a type GitHub does not publish",
 }
@@ -309,12 +305,11 @@ def generate(
             GLUCOSE: table(GLUCOSE, glucose),
             EVENTS: table(EVENTS, events),
             REPO_STATS: table(REPO_STATS, stats),
-            GLUCOSE_REJECTS: rejects_table(
-                "sample",
-                rejected,
-                f"{len(glucose) + len(rejected)} records read: {len(glucose)} readings, {len(rejected)} rejected",
-            ),
-            EVENTS_REJECTS: rejects_table("sample", [], f"{len(events)} events generated"),
-            REPO_STATS_REJECTS: rejects_table("sample", [], f"{len(stats)} repositories generated"),
-        }
+        },
+        rejected={GLUCOSE: rejected},
+        tallies={
+            GLUCOSE: f"{len(glucose) + len(rejected)} records read: {len(glucose)} readings, {len(rejected)} rejected",
+            EVENTS: f"{len(events)} events generated",
+            REPO_STATS: f"{len(stats)} repositories generated",
+        },
     )

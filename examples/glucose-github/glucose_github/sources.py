@@ -2,8 +2,8 @@
 
 Each takes cascade-ci's SourceContext (the window to read and this source's options) and returns every
 raw table of the example, in its raw schema: a source that has no rows for a table returns it empty, so
-the dbt project always finds all three, and the SQL checks their rejects tables (`<table>__rejects`:
-the records a source could not read, with the reason).
+the dbt project always finds all three. The records a source could not read are handed to cascade-ci
+with the reason (`ctx.reject`), which lands them in `<table>__rejects` and judges their share.
 """
 
 from __future__ import annotations
@@ -52,9 +52,13 @@ def _files(ctx: SourceContext, value: Any) -> list[Path]:
 
 
 def _stamped(batch: RawBatch, ctx: SourceContext, label: str) -> dict[str, pa.Table]:
-    """Every raw table in the raw schema's column order and types, with `ingested_at` and `source` filled in."""
+    """Every raw table in the raw schema's column order and types, with `ingested_at` and `source` filled in;
+    the batch's rejected records reported to cascade-ci (`ctx.reject`)."""
     import pyarrow as pa
 
+    for table, records in batch.rejected.items():
+        for record, reason in records:
+            ctx.reject(table, record, reason)
     stamped = {}
     for name, schema in schemas().items():
         rows = batch.tables.get(name, schema.empty_table())
