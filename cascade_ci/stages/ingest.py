@@ -5,9 +5,14 @@ Every source is read before anything is written, but for streams: rows a source 
 chunks, so that memory stays flat however large they are (their first batch is read before anything
 is written). Rows are upserted on each table's key (`catalog.writes.upsert`: the files holding a
 replaced key rewritten and the rows appended, in one Iceberg commit per table, or per chunk of a
-stream), so re-ingesting a window adds no duplicates; a table without a key is appended to. A failed
-write, or a stream that fails midway (a batch that raises, or does not fit the first), undoes the
-stage's earlier writes with a restoring commit: nothing partial stays on the branch.
+stream), so re-ingesting a window adds no duplicates; a table without a key is appended to.
+
+All tables of one ingest land at once: they are written on a private scratch branch forked at the run
+branch's head, and the run branch is then moved to the scratch branch's head by one compare-and-swap
+(the way a run branch is created). A failed write, a stream that fails midway, or a process killed at
+any point leaves the run branch exactly where it was: there is nothing to undo, and no other writer's
+commit is ever reverted. A branch that moved meanwhile is left as it is (MovedError: ingest again).
+Only a pipeline branch cascade-ci created takes an ingest: never main, whatever the branch prefix.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cascade_ci.branch_state import read_branch
+from cascade_ci.catalog.base import scratch_branch
 from cascade_ci.catalog.writes import append_rows, upsert
-from cascade_ci.errors import ConfigError, SourceError
+from cascade_ci.errors import ConfigError, ConflictError, MovedError, RefusedError, SourceError
 from cascade_ci.naming import branch_name
 from cascade_ci.sources.base import SourceContext, build_source, concat_rows, to_rows
 
@@ -138,22 +145,29 @@ def ingest(
     options: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
-    """Write one window of the selected sources onto the run's branch, all or nothing."""
+    """Write one window of the selected sources onto the run's branch, all or nothing (one ref move)."""
     name = branch_name(run_id, settings.branch_prefix)
-    start = catalog.get_ref(name)
+    state = read_branch(catalog, name)
+    if name == settings.main_branch or not state.ours:
+        raise RefusedError(
+            f"{name!r} is not a pipeline branch cascade-ci created; ingest writes only to those "
+            f"(`cascade branch --run-id {run_id}` creates one)"
+        )
+    start = state.ref.hash
     chosen = list(selected(settings, sources))
     writes = read_sources(settings, run_id, chosen, options, now)
-    tables = catalog.tables(name)
     rows: dict[str, int] = {}
-    try:
+    with scratch_branch(catalog, start) as scratch:
+        tables = catalog.tables(scratch)
         for write in writes:
             if write.keys:
                 rows[write.table] = upsert(tables, write.table, write.rows, write.keys)
             else:
                 rows[write.table] = append_rows(tables, write.table, write.rows)
-    except BaseException:
-        head = catalog.get_ref(name)
-        if head.hash != start.hash:
-            catalog.restore(name, start.hash, head.hash, "undo a failed ingest", {"cascade.undo": "ingest"})
-        raise
-    return IngestResult(name, chosen, rows, catalog.get_ref(name).hash)
+        staged = catalog.get_ref(scratch).hash
+        if staged != start:
+            try:
+                catalog.assign(name, staged, expected_hash=start)
+            except ConflictError as e:
+                raise MovedError(f"{name} moved while ingesting; nothing was written to it: run ingest again") from e
+    return IngestResult(name, chosen, rows, staged)

@@ -1,8 +1,9 @@
 """Run `cascade <args>` in a process that kills itself with SIGKILL at a named point. No product code is edited.
 
-`CASCADE_FAULT_KILL` lists points, comma-separated, each `method:N:when` for a `BranchCatalog` method; it is
-patched on both backends (`LocalBranchCatalog`, `NessieBranchCatalog`), so the point fires on whichever one the
-environment selects:
+`CASCADE_FAULT_KILL` lists points, comma-separated, each `method:N:when` for a `BranchCatalog` method, or for a
+table write of a ref's pyiceberg catalog (`commit_table`, `create_table`, `create_namespace`); it is patched on
+both backends (`LocalBranchCatalog`/`LocalRefCatalog`, `NessieBranchCatalog`/`NessieRefCatalog`), so the point
+fires on whichever one the environment selects (a table write takes `before` and `after` only):
 
   before  SIGKILL just before the method's N-th call runs (nothing of it reached the catalog)
   inside  SIGKILL inside the N-th call's atomic unit, once its work is done and before it is published:
@@ -33,9 +34,13 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from cascade_ci.catalog.local import LocalBranchCatalog
+from cascade_ci.catalog.local_tables import LocalRefCatalog
 from cascade_ci.catalog.nessie import NessieBranchCatalog
+from cascade_ci.catalog.nessie_tables import NessieRefCatalog
 
 CATALOGS = (LocalBranchCatalog, NessieBranchCatalog)
+TABLE_CATALOGS = (LocalRefCatalog, NessieRefCatalog)
+TABLE_WRITES = ("commit_table", "create_table", "create_namespace")
 WHENS = ("before", "inside", "after")
 
 
@@ -109,9 +114,10 @@ def install(spec: str) -> None:
     _hook_atomic_units(armed)
     for point in filter(None, (p.strip() for p in spec.split(","))):
         method, nth, when = point.split(":")
-        if when not in WHENS or not nth.isdigit() or not all(hasattr(c, method) for c in CATALOGS):
+        table_write = method in TABLE_WRITES and when != "inside"
+        if when not in WHENS or not nth.isdigit() or not (table_write or all(hasattr(c, method) for c in CATALOGS)):
             raise SystemExit(f"killpoint: bad point {point!r}")
-        for catalog in CATALOGS:  # a process uses one of them: its calls are the ones counted
+        for catalog in TABLE_CATALOGS if table_write else CATALOGS:  # a process uses one: its calls are counted
             setattr(catalog, method, _killing(getattr(catalog, method), point, armed))
 
 
