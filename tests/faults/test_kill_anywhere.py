@@ -101,8 +101,10 @@ def prepare_validate(catalog: BranchCatalog) -> Any:
 
 
 def observe_validate(catalog: BranchCatalog, start: str) -> Any:
+    """`judged` once the newest verdict judged the data at `start` (a rerun judges it again, one commit later)."""
     state = read_branch(catalog, BRANCH)
-    return "judged" if state.verdict is not None and state.verdict.validated_hash == start else "unjudged"
+    judged = state.verdict is not None and catalog.diff(state.verdict.validated_hash, start) == []
+    return "judged" if judged else "unjudged"
 
 
 # -- rollback: main promoted twice, rolled back to the first tag --------------------------------------------------
