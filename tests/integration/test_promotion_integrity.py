@@ -141,19 +141,29 @@ def test_metadata_commits_after_the_verdict_still_promote(backend: str) -> None:
         assert catalog.get_ref(tag).hash == catalog.get_ref("main").hash == catalog.get_ref("pipeline/run-80").hash
 
 
-def test_a_refused_promotion_writes_nothing(backend: str) -> None:
+def test_a_refused_promotion_writes_nothing(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Main moves between promote's checks and its fast-forward (another run landed): refused, no ref changed."""
     with store() as catalog:
         branch = validated_run(catalog, "81")
-        main = catalog.get_ref("main")
-        catalog.tables("main").load_table(TABLE).append(rows(5))  # main moved: the branch must be updated first
-        before = every_ref(catalog)
+    moved: dict[str, str] = {}
+
+    def fast_forward_after_another_landing(self: BranchCatalog, *args: Any, **kwargs: Any) -> Any:
+        with store() as other:
+            other.tables("main").load_table(TABLE).append(rows(5))
+            moved.update(every_ref(other))
+        return original(self, *args, **kwargs)
+
+    kind = NessieBranchCatalog if backend == "nessie" else LocalBranchCatalog
+    original = kind.fast_forward
+    monkeypatch.setattr(kind, "fast_forward", fast_forward_after_another_landing)
     result = cascade("promote", "--run-id", "81")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 1 and "nothing was changed" in result.stderr, result.output
+    assert moved, "promote never tried to fast-forward"
     with store() as catalog:
-        assert every_ref(catalog) == before, "a refused promotion changed a ref"
-        assert catalog.get_ref("main").hash != main.hash
-        assert not any(name.startswith(SCRATCH_PREFIX) for name in before)
-        assert catalog.get_ref(branch).hash == before[branch]
+        after = every_ref(catalog)
+        assert after == {name: head for name, head in moved.items() if not name.startswith(SCRATCH_PREFIX)}
+        assert catalog.log(branch, limit=1)[0].properties.get(KIND) == MetaKind.VERDICT, "a record was written"
+        assert tags(catalog) == []
 
 
 def test_promote_reads_no_list_of_refs(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
