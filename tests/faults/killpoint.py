@@ -14,6 +14,9 @@ fires on whichever one the environment selects (a table write takes `before` and
           A call that returns without reaching its transaction or scratch branch exits with an error instead.
   after   SIGKILL just after the N-th call returned (the catalog applied it; the process never answered)
 
+With `CASCADE_FAULT_NESSIE_PID` naming a Nessie server's pid file, a `before` or `after` point SIGKILLs that
+server (its process group) instead, and the command goes on without it (it then fails talking to Nessie).
+
 Usage: CASCADE_FAULT_KILL=fast_forward:1:after python -m tests.faults.killpoint promote --run-id 7
 A run that never reaches the point exits normally (the test then sees a return code other than -9).
 Calls are counted across threads (gc judges and deletes branches on several threads on Nessie): the N-th call
@@ -31,6 +34,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 from cascade_ci.catalog.local import LocalBranchCatalog
@@ -42,6 +46,15 @@ CATALOGS = (LocalBranchCatalog, NessieBranchCatalog)
 TABLE_CATALOGS = (LocalRefCatalog, NessieRefCatalog)
 TABLE_WRITES = ("commit_table", "create_table", "create_namespace")
 WHENS = ("before", "inside", "after")
+
+
+def _crash_nessie(point: str, pid_file: str) -> None:
+    """SIGKILL the Nessie server whose pid `pid_file` holds, and return once it is gone."""
+    from tests.faults.nessie_process import kill_group
+
+    kill_group(int(Path(pid_file).read_text()))
+    sys.stderr.write(f"killpoint: Nessie SIGKILLed at {point}\n")
+    sys.stderr.flush()
 
 
 def _die(point: str) -> NoReturn:
@@ -94,6 +107,14 @@ def _killing(original: Callable[..., Any], point: str, armed: Armed) -> Callable
             hit = next(calls) == int(nth)
         if not hit:
             return original(self, *args, **kwargs)
+        nessie = os.environ.get("CASCADE_FAULT_NESSIE_PID")
+        if nessie and when != "inside":
+            if when == "before":
+                _crash_nessie(point, nessie)
+                return original(self, *args, **kwargs)
+            result = original(self, *args, **kwargs)
+            _crash_nessie(point, nessie)
+            return result
         if when == "before":
             _die(point)
         if when == "after":

@@ -1,7 +1,7 @@
 """`cascade ingest`, `validate` and `rollback` killed (SIGKILL) at each of their writes, on both backends: the
 state after the kill is the old one or the new one, never a mix; the same command rerun converges; and
 `cascade branch --recreate` then always recovers the run's branch. (`branch` is in test_kill_branch.py,
-`promote` and `gc` in test_kill9.py.)
+`promote` and `gc` in test_kill9.py; the cases of every command serve test_nessie_crash.py too.)
 
 A point is `method:N:when` (tests/faults/killpoint.py): a catalog method, or a table write of the ref's
 pyiceberg catalog (`commit_table`). Each command's list names every write it makes, in order; adding a
@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from cascade_ci.branch_state import read_branch
 from cascade_ci.catalog import BranchCatalog, open_catalog
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.config import load_settings
+from cascade_ci.errors import NotFoundError
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.ingest import ingest
 from cascade_ci.stages.validate import validate
@@ -129,6 +131,43 @@ def observe_rollback(catalog: BranchCatalog, before: str) -> Any:
     return ids_at(catalog, "main", "raw.orders")
 
 
+# -- promote, branch, gc: the Nessie crash test (test_nessie_crash.py) runs them too ------------------------------
+
+
+def prepare_promote(catalog: BranchCatalog) -> Any:
+    settings = load_settings()
+    prepare_validate(catalog)
+    assert not validate(settings, catalog, RUN, gates=["schema"]).blocked
+    return catalog.get_ref("main").hash
+
+
+def observe_promote(catalog: BranchCatalog, start: str) -> Any:
+    return ids_at(catalog, "main", "raw.orders")
+
+
+def observe_branch(catalog: BranchCatalog, start: Any) -> Any:
+    try:
+        return "ours" if read_branch(catalog, BRANCH).ours else "foreign"
+    except NotFoundError:
+        return "absent"
+
+
+EXPIRED = "6162"
+GC_NOW = (datetime.now(UTC) + timedelta(days=10)).isoformat()  # Nessie stamps commit times: judge ages later on
+
+
+def prepare_gc(catalog: BranchCatalog) -> Any:
+    settings = load_settings()
+    create_run_branch(settings, catalog, EXPIRED)  # validated, so kept 7 days: expired 10 days on
+    assert not validate(settings, catalog, EXPIRED, gates=["schema"]).blocked
+    create_run_branch(settings, catalog, RUN)  # never validated: kept 14 days
+    return None
+
+
+def observe_gc(catalog: BranchCatalog, start: Any) -> Any:
+    return sorted(ref.name for ref in catalog.list_refs("pipeline/"))
+
+
 CASES = {
     "ingest": Case(
         ("ingest", "--run-id", RUN), prepare_ingest, observe_ingest, lambda c, s: observe_ingest(c, s) == INGESTED
@@ -145,9 +184,23 @@ CASES = {
         observe_rollback,
         lambda c, s: observe_rollback(c, s) == [1],
     ),
+    "promote": Case(
+        ("promote", "--run-id", RUN), prepare_promote, observe_promote, lambda c, s: observe_promote(c, s) == [1, 2]
+    ),
+    "branch": Case(
+        ("branch", "--run-id", RUN), lambda c: None, observe_branch, lambda c, s: observe_branch(c, s) == "ours"
+    ),
+    "gc": Case(("gc", "--now", GC_NOW), prepare_gc, observe_gc, lambda c, s: observe_gc(c, s) == [BRANCH]),
 }
 # What each command may leave at a kill: the state before, or the state after.
-OUTCOMES = {"ingest": (NOTHING, INGESTED), "validate": ("unjudged", "judged"), "rollback": ([1, 2], [1])}
+OUTCOMES = {
+    "ingest": (NOTHING, INGESTED),
+    "validate": ("unjudged", "judged"),
+    "rollback": ([1, 2], [1]),
+    "promote": ([1], [1, 2]),
+    "branch": ("absent", "ours"),
+    "gc": (sorted([f"pipeline/run-{EXPIRED}", BRANCH]), [BRANCH]),
+}
 
 # Every write, in order. ingest: the scratch branch (create_ref 1), its tables (create_namespace, create_table,
 # commit_table per table), the run branch moved to it (assign 1), the scratch branch dropped (delete_ref 1).
