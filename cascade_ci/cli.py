@@ -214,7 +214,9 @@ def ingest(run_id: str, sources: tuple[str, ...], options: dict[str, str], as_js
 
     Each table is upserted on its key (the source's `keys`, else the table's `unique`), so reruns add no
     duplicates; a table without a key is appended to. The window is the last `ingest_hours` (48). Every
-    source is read before anything is written, and a failed write leaves the branch as it was.
+    source is read before anything is written, and all tables land in one ref move: a failed write
+    leaves the branch as it was. Only a pipeline branch cascade-ci created is written (else exit 1); a
+    branch that moved meanwhile gets nothing (exit 2: ingest again).
     """
     from cascade_ci import github
     from cascade_ci.stages.ingest import ingest as run_ingest
@@ -263,7 +265,7 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
 
     Writes junit.xml, summary.md and verdict.json to the reports folder, appends the summary to
     $GITHUB_STEP_SUMMARY and the outputs (verdict, blocked, errors, warnings, ...) to $GITHUB_OUTPUT.
-    Exits 1 when the verdict blocks promotion.
+    Exits 1 when the verdict blocks promotion, 2 when the branch moved while validating (run it again).
     """
     from cascade_ci import github
     from cascade_ci.stages.validate import publish
@@ -294,8 +296,9 @@ def validate(run_id: str, gates: str | None, reports_dir: str | None, full: bool
 def promote(run_id: str, dry_run: bool, update: bool, as_json: bool) -> None:
     """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
 
-    Refuses (exit 1) unless the newest verdict passed and judged exactly the branch head, and main
-    has not moved since the branch forked. Promoting an already promoted run is a no-op (exit 0).
+    Refuses (exit 1) unless cascade-ci created the branch, its newest verdict passed and judged exactly
+    the tables at the branch head (compared by content), and main has not moved since the branch forked.
+    Promoting an already promoted run only finishes what an interrupted promotion left (exit 0).
     With --update, a branch main moved away from is re-based onto main and validated again (reports
     as `cascade validate` writes them), then promoted; a table both sides changed other than by
     appends is a conflict (exit 1).
