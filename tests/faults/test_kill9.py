@@ -47,15 +47,6 @@ TABLE = "faults.readings"
 RUN = "4242"
 
 
-@pytest.fixture
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The catalog the CLI uses, `local` or `nessie` (the real server, emptied): parametrized by each test."""
-    if request.param == "nessie":
-        request.getfixturevalue("nessie_backend")
-    monkeypatch.setenv("CASCADE_GATES", "schema")
-    return request.param
-
-
 def on(kills: dict[str, list[str]]) -> list[Any]:
     """(backend, kill point) parameters from each backend's list of kill points."""
     return [pytest.param(backend, at, id=f"{backend}-{at}") for backend, points in kills.items() for at in points]

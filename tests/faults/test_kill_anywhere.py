@@ -226,12 +226,16 @@ KILLS = {
 NESSIE_SKIPS = {"assign:1:inside"}
 
 
-@pytest.fixture
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "nessie":
-        request.getfixturevalue("nessie_backend")
-    monkeypatch.setenv("CASCADE_GATES", "schema")
-    return request.param
+def converges(case: Case, start: Any) -> None:
+    """The command rerun completes its effect, and `branch --recreate` then recovers the run's branch."""
+    rerun = cascade(*case.args)
+    assert rerun.returncode == 0, str(rerun)
+    with store() as catalog:
+        assert case.done(catalog, start), case.observe(catalog, start)
+    recreated = cascade("branch", "--run-id", RUN, "--recreate", "--json")
+    assert recreated.returncode == 0, str(recreated)
+    with store() as catalog:
+        assert read_branch(catalog, BRANCH).ours
 
 
 def params() -> list[Any]:
@@ -256,15 +260,7 @@ def test_killed_at_a_write_then_rerun_converges(backend: str, command: str, kill
     with store() as catalog:
         assert case.observe(catalog, start) in OUTCOMES[command], "the kill left a state between before and after"
 
-    rerun = cascade(*case.args)
-    assert rerun.returncode == 0, str(rerun)
-    with store() as catalog:
-        assert case.done(catalog, start), case.observe(catalog, start)
-
-    recreated = cascade("branch", "--run-id", RUN, "--recreate", "--json")
-    assert recreated.returncode == 0, str(recreated)
-    with store() as catalog:
-        assert read_branch(catalog, BRANCH).ours
+    converges(case, start)
 
 
 def test_ingest_rerun_after_a_completed_kill_adds_no_duplicates() -> None:

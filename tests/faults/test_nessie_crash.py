@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from cascade_ci.branch_state import read_branch
 from tests.faults.nessie_process import STACK, StackNessie
-from tests.faults.support import cascade, cascade_killed_at
-from tests.faults.test_kill_anywhere import BRANCH, CASES, OUTCOMES, RUN, store
+from tests.faults.support import cascade_killed_at
+from tests.faults.test_kill_anywhere import CASES, OUTCOMES, converges, store
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -89,11 +88,4 @@ def test_nessie_crashed_at_a_write_then_rerun_converges(server: StackNessie, com
 
     with store() as catalog:
         assert case.observe(catalog, start) in OUTCOMES[command], "the crash left a state between before and after"
-    rerun = cascade(*case.args)
-    assert rerun.returncode == 0, str(rerun)
-    with store() as catalog:
-        assert case.done(catalog, start), case.observe(catalog, start)
-    recreated = cascade("branch", "--run-id", RUN, "--recreate", "--json")
-    assert recreated.returncode == 0, str(recreated)
-    with store() as catalog:
-        assert read_branch(catalog, BRANCH).ours
+    converges(case, start)

@@ -31,12 +31,7 @@ from cascade_ci.stages.validate import validate
 TABLE = "raw.readings"
 
 
-@pytest.fixture(params=["local", "nessie"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "nessie":
-        request.getfixturevalue("nessie_backend")
-    monkeypatch.setenv("CASCADE_GATES", "schema")
-    return request.param
+pytestmark = pytest.mark.parametrize("backend", ["local", "nessie"], indirect=True)  # tests/conftest.py
 
 
 def store() -> closing[BranchCatalog]:

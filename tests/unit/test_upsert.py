@@ -339,9 +339,7 @@ def fail_midway(settings, catalog, monkeypatch: pytest.MonkeyPatch, how: str) ->
     error = RuntimeError if how == "raise" else SourceError
     with pytest.raises(error, match="mid-stream" if how == "raise" else "source 's' returned rows for raw.events"):
         ingest(settings, catalog, "1", options={"version": "1", "fail": how})
-    after = catalog.get_ref(branch).hash
-    assert after != before and catalog.log(branch)[0].message == "undo a failed ingest"
-    assert catalog.diff(before, after) == []
+    assert catalog.get_ref(branch).hash == before  # the chunks landed on a scratch branch, never on this one
     tables = catalog.tables(branch)
     assert content(tables, "raw.events") == [(i, 0) for i in range(40)]
     assert content(tables, "raw.other") == [(1, 0)]
