@@ -230,9 +230,11 @@ def _promote_once(
     head = state.ref.hash
 
     verdict = _judged(settings, catalog, state, run_id)
-    if catalog.is_ancestor(head, main.hash):
+    # main strictly below the head on its line: not promoted yet (asked first: it needs no ancestry query)
+    ahead = main.hash != head and _linear_onto(catalog, main.hash, head)
+    if not ahead and catalog.is_ancestor(head, main.hash):
         return _already_promoted(catalog, state, run_id, main.hash, main_name, dry_run)
-    if not _linear_onto(catalog, main.hash, head):
+    if not ahead:
         raise _MainMoved(
             f"{main_name} moved since {name} forked ({main_name} head {main.hash[:12]} is not on the branch's "
             f"first-parent history, or a merge commit is): run `cascade promote --update --run-id {run_id}` "
