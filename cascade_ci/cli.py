@@ -313,7 +313,9 @@ def ingest(run_id: str, sources: tuple[str, ...], options: dict[str, str], as_js
 
     Each table is upserted on its key (the source's `keys`, else the table's `unique`), so reruns add no
     duplicates; a table without a key is appended to. The window is the last `ingest_hours` (48). Every
-    source is read before anything is written, and a failed write leaves the branch as it was.
+    source is read before anything is written, and all tables land in one ref move: a failed write
+    leaves the branch as it was. Only a pipeline branch cascade-ci created is written (else exit 1); a
+    branch that moved meanwhile gets nothing (exit 2: ingest again).
 
     A record a source cannot read goes, with the reason, to the table's rejects table (`TABLE__rejects`);
     the `rejects` gate blocks when they pass the table's `rejects_max_share` (default 0: any). The outcome
@@ -404,7 +406,7 @@ def validate(
 
     Writes junit.xml, summary.md and verdict.json to the reports folder, appends the summary to
     $GITHUB_STEP_SUMMARY and the outputs (verdict, blocked, errors, warnings, ...) to $GITHUB_OUTPUT.
-    Exits 1 when the verdict blocks promotion.
+    Exits 1 when the verdict blocks promotion, 2 when the branch moved while validating (run it again).
     """
     from cascade_ci import github
     from cascade_ci.stages.validate import publish
@@ -466,8 +468,9 @@ def promote(
 ) -> None:
     """Fast-forward main to the run's validated branch head and tag it prod-YYYYMMDD-HHMMSS.
 
-    Refuses (exit 1) unless the newest verdict passed and judged exactly the branch head, and main
-    has not moved since the branch forked. Promoting an already promoted run is a no-op (exit 0).
+    Refuses (exit 1) unless cascade-ci created the branch, its newest verdict passed and judged exactly
+    the tables at the branch head (compared by content), and main has not moved since the branch forked.
+    Promoting an already promoted run only finishes what an interrupted promotion left (exit 0).
     With --update, a branch main moved away from is re-based onto main and validated again (reports
     as `cascade validate` writes them), then promoted; a table both sides changed other than by
     appends is a conflict (exit 1).

@@ -68,6 +68,10 @@ class ConflictError(CatalogError, Terminal):
     exit_code = 1
 
 
+class MovedError(CascadeError, Transient):
+    """A ref moved under a command that had judged or staged on its head: running the command again resolves it."""
+
+
 class NotFastForwardError(ConflictError):
     """The target's head is not an ancestor of the source's head."""
 

@@ -180,3 +180,13 @@ def nessie_backend(stack: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> di
         nessie.assign("main", start.hash, nessie.get_ref("main").hash)  # test set-up only: a clean trunk
         nessie.delete_ref("reset-scratch", start.hash)
     return stack
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The catalog the CLI uses, `local` or `nessie` (the real server, emptied), given by indirect parametrization;
+    the gates cut to `schema`, the quickest."""
+    if request.param == "nessie":
+        request.getfixturevalue("nessie_backend")
+    monkeypatch.setenv("CASCADE_GATES", "schema")
+    return request.param

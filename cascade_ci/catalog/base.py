@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -29,6 +30,20 @@ _SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-[0-9a-f]{32}")
 def scratch_name() -> str:
     """A fresh scratch branch name: `cascade-scratch/<unix time>-<uuid>`."""
     return f"{SCRATCH_PREFIX}{int(time.time())}-{uuid.uuid4().hex}"
+
+
+@contextmanager
+def scratch_branch(catalog: BranchCatalog, at_hash: str) -> Iterator[str]:
+    """A fresh scratch branch at `at_hash` to stage writes on; dropped afterwards (left behind only by a kill)."""
+    from cascade_ci.errors import CatalogError
+
+    name = scratch_name()
+    catalog.create_ref(name, at_hash)
+    try:
+        yield name
+    finally:
+        with suppress(CatalogError):
+            catalog.delete_ref(name, catalog.get_ref(name).hash)
 
 
 def stale_scratch(name: str, now: datetime) -> bool:

@@ -4,6 +4,8 @@ Nessie's own expected-hash check on commits and merges is relaxed: a stale hash 
 do not conflict. The one strict compare-and-swap it offers is reassignment, `PUT /trees/{ref}@{expected}`.
 So every mutation here is staged on a private scratch branch forked at the expected hash (whose head is
 therefore exactly that hash), then published with that strict reassignment, and the scratch branch dropped.
+A commit onto a scratch branch itself (a command staging its own work there) needs no second one: no other
+writer knows its name.
 HTTP is the standard library's urllib; only transient faults are retried.
 """
 
@@ -282,6 +284,10 @@ class NessieBranchCatalog:
         properties: Mapping[str, str],
     ) -> Ref:
         meta = {"message": message, "properties": dict(properties)}
+        if branch.startswith(SCRATCH_PREFIX):  # a private staging branch: no other writer, nothing to stage it on
+            body = {"commitMeta": meta, "operations": operations or [{"type": "UNCHANGED", "key": META_KEY}]}
+            done = self._call("POST", f"/trees/{_ref_path(branch, expected_hash)}/history/commit", body)
+            return self._to_ref(done["targetBranch"])
         with self._scratch(expected_hash) as scratch:
             done = self._call(
                 "POST",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.typedef import EMPTY_DICT, Properties
 
-from cascade_ci.errors import AccessDeniedError, ConfigError, ReadOnlyRefError, safe_url
+from cascade_ci.errors import AccessDeniedError, ConfigError, ReadOnlyRefError, ServiceUnavailableError, safe_url
 
 if TYPE_CHECKING:
     from pyiceberg.io import FileIO
@@ -127,13 +127,29 @@ def with_last_column_id(body: bytes) -> bytes:
     return json.dumps(payload).encode()
 
 
-def _guard(name: str) -> Callable[..., Any]:
-    write = getattr(RestCatalog, name)
+def _nessie_fault(error: Exception) -> bool:
+    """True for a fault of the Nessie server itself: no answer (connection refused or dropped), or a 5xx."""
+    from pyiceberg.exceptions import CommitStateUnknownException, ServerError
+    from requests import RequestException
 
-    @functools.wraps(write)
+    return isinstance(error, RequestException | ServerError | CommitStateUnknownException)
+
+
+def _guard(name: str, writes: bool = True) -> Callable[..., Any]:
+    """RestCatalog's `name`, refused on a read-only ref (if it `writes`), with Nessie's faults named as Nessie's."""
+    call = getattr(RestCatalog, name)
+
+    @functools.wraps(call)
     def guarded(self: NessieRefCatalog, *args: Any, **kwargs: Any) -> Any:
-        self._check_writable()
-        return write(self, *args, **kwargs)
+        if writes:
+            self._check_writable()
+        try:
+            return call(self, *args, **kwargs)
+        except Exception as e:
+            if not _nessie_fault(e):
+                raise
+            uri = safe_url(self.properties.get("uri", ""))
+            raise ServiceUnavailableError(f"Nessie at {uri} failed {name} on {self.name!r}: {e}") from e
 
     return guarded
 
@@ -152,3 +168,5 @@ for _name in (
     "commit_table",
 ):
     setattr(NessieRefCatalog, _name, _guard(_name))
+for _name in ("load_table", "table_exists", "namespace_exists", "list_namespaces", "list_tables"):
+    setattr(NessieRefCatalog, _name, _guard(_name, writes=False))

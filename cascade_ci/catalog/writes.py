@@ -15,8 +15,8 @@ or any iterable of record batches. A stream is written in chunks of about `CHUNK
 one commit each, so memory stays flat however long it is. It is still one upsert: a chunk replaces
 only rows the table held before the stream began (and rewrites of them), never rows an earlier chunk
 of the same stream appended, so the result does not depend on where chunks begin. A stream that fails
-midway leaves its earlier chunks committed: the caller undoes them (the ingest stage restores the
-branch).
+midway leaves its earlier chunks committed: the caller stages on a branch it can drop (the ingest stage
+writes on a scratch branch and publishes it only whole).
 """
 
 from __future__ import annotations

@@ -5,14 +5,20 @@ Every source is read before anything is written, but for streams: rows a source 
 chunks, so that memory stays flat however large they are (their first batch is read before anything
 is written). Rows are upserted on each table's key (`catalog.writes.upsert`: the files holding a
 replaced key rewritten and the rows appended, in one Iceberg commit per table, or per chunk of a
-stream), so re-ingesting a window adds no duplicates; a table without a key is appended to. A failed
-write, or a stream that fails midway (a batch that raises, or does not fit the first), undoes the
-stage's earlier writes with a restoring commit: nothing partial stays on the branch.
+stream), so re-ingesting a window adds no duplicates; a table without a key is appended to.
 
-The records a source rejected (`ctx.reject`) land in `<table>__rejects` (`cascade_ci.rejects`). Every
-ingest, failed or not, ends with an `ingest` commit on the branch recording its outcome (`IngestRecord`:
-landed, empty or failed, rows and rejects per table): the `rejects` gate judges the rejects' share from it,
-and transform, validate and promote refuse a branch whose last ingest failed or landed nothing.
+All tables of one ingest land at once: they are written on a private scratch branch forked at the run
+branch's head, and the run branch is then moved to the scratch branch's head by one compare-and-swap
+(the way a run branch is created). A failed write, a stream that fails midway, or a process killed at
+any point leaves the run branch exactly where it was: there is nothing to undo, and no other writer's
+commit is ever reverted. A branch that moved meanwhile is left as it is (MovedError: ingest again).
+Only a pipeline branch cascade-ci created takes an ingest: never main, whatever the branch prefix.
+
+The records a source rejected (`ctx.reject`) land in `<table>__rejects` (`cascade_ci.rejects`) in the same
+move. Every ingest ends with an `ingest` commit recording its outcome (`IngestRecord`: landed, empty or
+failed, rows and rejects per table), staged with the data when it lands, committed on the run branch
+alone when it fails: the `rejects` gate judges the rejects' share from it, and transform, validate and
+promote refuse a branch whose last ingest failed or landed nothing.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.branch_state import INGEST, KIND, IngestRecord, MetaKind
+from cascade_ci.branch_state import INGEST, KIND, IngestRecord, MetaKind, read_branch
+from cascade_ci.catalog.base import scratch_branch
 from cascade_ci.catalog.writes import append_rows, upsert
-from cascade_ci.errors import CascadeError, ConfigError, SourceError
+from cascade_ci.errors import CascadeError, ConfigError, ConflictError, MovedError, RefusedError, SourceError
 from cascade_ci.naming import branch_name
 from cascade_ci.rejects import KEY, rejects_of, rejects_table
 from cascade_ci.rejects import SUFFIX as REJECTS_SUFFIX
@@ -180,17 +187,24 @@ def ingest(
     options: Mapping[str, Any] | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
-    """Write one window of the selected sources onto the run's branch, all or nothing, and record the outcome."""
+    """Write one window of the selected sources onto the run's branch, all or nothing (one ref move), with
+    the outcome recorded on it."""
     name = branch_name(run_id, settings.branch_prefix)
-    start = catalog.get_ref(name)
+    state = read_branch(catalog, name)
+    if name == settings.main_branch or not state.ours:
+        raise RefusedError(
+            f"{name!r} is not a pipeline branch cascade-ci created; ingest writes only to those "
+            f"(`cascade branch --run-id {run_id}` creates one)"
+        )
+    start = state.ref.hash
     try:
         chosen = list(selected(settings, sources))
         contexts: list[tuple[SourceContext, SourceConfig]] = []
         writes = read_sources(settings, run_id, chosen, options, now, contexts)
-        tables = catalog.tables(name)
         rows: dict[str, int] = {}
         rejected: dict[str, int] = {}
-        try:
+        with scratch_branch(catalog, start) as scratch:
+            tables = catalog.tables(scratch)
             for write in writes:
                 if write.keys:
                     rows[write.table] = upsert(tables, write.table, write.rows, write.keys)
@@ -199,23 +213,23 @@ def ingest(
             rejects = reject_writes(contexts)  # after the writes: a stream may reject while it is read
             for write in rejects:
                 rejected[write.table.removesuffix(REJECTS_SUFFIX)] = upsert(tables, write.table, write.rows, write.keys)
-        except BaseException:
-            head = catalog.get_ref(name)
-            if head.hash != start.hash:
-                catalog.restore(name, start.hash, head.hash, "undo a failed ingest", {"cascade.undo": "ingest"})
-            raise
+            sources_of = {write.table: list(write.sources) for write in writes}
+            for write in rejects:
+                table = write.table.removesuffix(REJECTS_SUFFIX)
+                sources_of[table] = list(dict.fromkeys([*sources_of.get(table, []), *write.sources]))
+                rows.setdefault(table, 0)
+            outcome = IngestRecord.LANDED if sum(rows.values()) else IngestRecord.EMPTY
+            staged = _record(catalog, scratch, IngestRecord(outcome, rows, rejected, sources_of, run_id), strict=True)
+            try:
+                catalog.assign(name, staged, expected_hash=start)
+            except ConflictError as e:
+                raise MovedError(f"{name} moved while ingesting; nothing was written to it: run ingest again") from e
+    except MovedError:
+        raise
     except Exception as e:
         _record(catalog, name, IngestRecord(IngestRecord.FAILED, run_id=run_id, error=_short(e)))
         raise
-    sources_of = {write.table: list(write.sources) for write in writes}
-    for write in rejects:
-        table = write.table.removesuffix(REJECTS_SUFFIX)
-        sources_of[table] = list(dict.fromkeys([*sources_of.get(table, []), *write.sources]))
-        rows.setdefault(table, 0)
-    outcome = IngestRecord.LANDED if sum(rows.values()) else IngestRecord.EMPTY
-    record = IngestRecord(outcome, rows, rejected, sources_of, run_id)
-    head = _record(catalog, name, record, strict=True)
-    return IngestResult(name, chosen, rows, head, rejected)
+    return IngestResult(name, chosen, rows, staged, rejected)
 
 
 def ingested_line(result: IngestResult) -> str:
@@ -232,7 +246,7 @@ def _short(error: BaseException) -> str:
 
 
 def _record(catalog: BranchCatalog, branch: str, record: IngestRecord, strict: bool = False) -> str:
-    """Commit the ingest's outcome on the branch; the new head. A failed ingest's record is best effort."""
+    """Commit the ingest's outcome on `branch`; the new head. A failed ingest's record is best effort."""
     rejected = sum(record.rejected.values())
     message = f"ingest {record.outcome}: {sum(record.rows.values())} rows"
     message += f", {rejected} rejected" if rejected else ""

@@ -1,11 +1,20 @@
 """Promote stage: fast-forward main to a validated branch head and tag it. Never a reset.
 
-Promotion is allowed only when the newest verdict on the branch passed and judged exactly the data
-at the head (only cascade metadata commits after it). Main must not have moved since the fork: main's
+Promotion is allowed only for a branch cascade-ci created whose newest verdict passed, ran every required
+gate, and judged exactly the data at the head. "Exactly" is checked by content, not by commit labels:
+every table at the head must be the one at the validated hash (same metadata location, so the same
+snapshot and schema; a table added or removed is a change), so only commits that change no table may
+follow the verdict. The same holds when the head is already part of main: a tag never lands on data no
+verdict judged. Main must not have moved since the fork: main's
 head must be on the branch's first-parent line with no merge commit above it (so main stays one line:
 every earlier promotion and its tag stay on main's first-parent history), and the fast-forward is a
 compare-and-swap on main's head, so of several concurrent promotions exactly one lands and the others
 are refused with main untouched.
+
+The promotion record is committed on a private scratch branch at the head, main is fast-forwarded to it,
+and only then does the run's branch follow (a compare-and-swap): a refused promotion writes nothing. The
+`prod-*` tag is named from the record's commit time and looked up by name, so promote reads only the
+refs it needs (never the list of every ref), and a rerun finds the tag an interrupted run created.
 
 With `update`, a promotion refused because main moved brings the branch up to date instead
 (`stages.update`: re-based onto main's head, transform re-run, validated again) and tries again, a
@@ -18,14 +27,14 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.branch_state import FIRST_PAGE, HISTORY_LIMIT, KIND, RUN_ID, MetaKind, read_branch
-from cascade_ci.catalog.base import RefKind
-from cascade_ci.errors import ConflictError, RefusedError
-from cascade_ci.naming import PR_PREFIX, TAG_PREFIX, branch_name, is_pr_branch, promotion_tag
+from cascade_ci.branch_state import FIRST_PAGE, HISTORY_LIMIT, KIND, RUN_ID, BranchState, MetaKind, read_branch
+from cascade_ci.catalog.base import RefKind, scratch_branch
+from cascade_ci.errors import AlreadyExistsError, ConflictError, NotFoundError, RefusedError
+from cascade_ci.naming import PR_PREFIX, branch_name, is_pr_branch, promotion_tag
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Commit
@@ -59,30 +68,75 @@ class PromotionResult:
         return asdict(self)
 
 
-def _records_promotion_onto(commit: Commit, main_hash: str) -> bool:
-    """True if `commit` is a promotion record written for main's current head."""
-    if commit.properties.get(KIND) != MetaKind.PROMOTION:
-        return False
-    return json.loads(commit.properties.get(PROMOTION, "{}")).get("main_before") == main_hash
+def _promotion_of(catalog: BranchCatalog, run_id: str, head: str, main_hash: str) -> Commit | None:
+    """Run `run_id`'s promotion record on top of `head`, on main's first-parent history (down to `head`)."""
+    for limit in (FIRST_PAGE, HISTORY_LIMIT):
+        history = catalog.log(main_hash, limit=limit)
+        for commit in history:
+            if commit.hash == head:
+                return None
+            props = commit.properties
+            if props.get(KIND) == MetaKind.PROMOTION and props.get(RUN_ID) == run_id and commit.parent == head:
+                return commit
+        if len(history) < limit:
+            return None
+    return None
 
 
-def _tag_for(catalog: BranchCatalog, commit_hash: str) -> str | None:
-    return next((ref.name for ref in catalog.list_refs(TAG_PREFIX) if ref.hash == commit_hash), None)
+def _tag(catalog: BranchCatalog, commit: Commit) -> str:
+    """The `prod-*` tag of `commit`: named from its commit time, `-2`, `-3`... past names other commits hold.
 
+    A tag of that name already at `commit` (an interrupted promotion made it) is the answer; only the
+    candidate names are read, never the list of refs.
+    """
+    held: dict[str, str] = {}
 
-def _tag(catalog: BranchCatalog, commit_hash: str, now: datetime) -> str:
-    """Tag `commit_hash` with a fresh `prod-*` name, retrying on a name taken concurrently."""
-    taken = {ref.name for ref in catalog.list_refs(TAG_PREFIX)}
-    from cascade_ci.errors import AlreadyExistsError
+    def taken(candidate: str) -> bool:
+        try:
+            held[candidate] = catalog.get_ref(candidate).hash
+        except NotFoundError:
+            return False
+        return held[candidate] != commit.hash
 
     for _ in range(100):
-        name = promotion_tag(now, lambda candidate: candidate in taken)
+        name = promotion_tag(commit.time, taken)
+        if held.get(name) == commit.hash:
+            return name
         try:
-            catalog.create_ref(name, commit_hash, RefKind.TAG)
+            catalog.create_ref(name, commit.hash, RefKind.TAG)
             return name
         except AlreadyExistsError:
-            taken.add(name)
+            continue  # taken concurrently: look again
     raise ConflictError("could not find a free promotion tag name")
+
+
+def _judged(settings: Settings, catalog: BranchCatalog, state: BranchState, run_id: str) -> Verdict:
+    """The verdict that allows promoting `state`'s head, or RefusedError saying why there is none."""
+    name, head = state.ref.name, state.ref.hash
+    if not state.ours:
+        raise RefusedError(f"{name!r} was not created by cascade-ci; only pipeline branches are promoted")
+    verdict, commit = state.verdict, state.verdict_commit
+    if verdict is None or commit is None:
+        raise RefusedError(f"{name} has no verdict; run `cascade validate --run-id {run_id}` first")
+    if verdict.validated_hash != commit.parent:
+        raise RefusedError(f"{name}'s newest verdict does not name the commit it judged; validate again")
+    changed = catalog.diff(verdict.validated_hash, head)
+    if changed:
+        tables = ", ".join(change.table for change in changed)
+        raise RefusedError(
+            f"{name} changed after its verdict (validated {verdict.validated_hash[:12]}, head {head[:12]}; "
+            f"changed: {tables}); validate again"
+        )
+    if verdict.blocked:
+        raise RefusedError(f"{name} is blocked by its verdict ({verdict.errors} errors); see reports/summary.md")
+    judged = {gate.gate for gate in verdict.gates}
+    missing = [gate for gate in settings.promotion_gates if gate not in judged]
+    if missing:
+        raise RefusedError(
+            f"{name}'s verdict did not run the gate(s) promotion requires: {', '.join(missing)}; "
+            f"run `cascade validate --run-id {run_id}` with every required gate"
+        )
+    return verdict
 
 
 def _linear_onto(catalog: BranchCatalog, main_hash: str, head: str) -> bool:
@@ -112,7 +166,6 @@ def promote(
     run_id: str,
     dry_run: bool = False,
     provenance: Mapping[str, str] | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     *,
     update: bool = False,
     attempts: int = UPDATE_ATTEMPTS,
@@ -134,7 +187,7 @@ def promote(
         read_branch(catalog, branch_name(run_id, settings.branch_prefix)).require_ingest("promote")
     if not update:
         try:
-            return _promote_once(settings, catalog, run_id, dry_run, provenance, clock)
+            return _promote_once(settings, catalog, run_id, dry_run, provenance)
         except _MainMoved as moved:
             raise RefusedError(str(moved)) from moved.__cause__
     from cascade_ci.stages.update import UPDATED_FROM
@@ -149,7 +202,7 @@ def promote(
         updates += 1
     while True:
         try:
-            return replace(_promote_once(settings, catalog, run_id, dry_run, provenance, clock), updates=updates)
+            return replace(_promote_once(settings, catalog, run_id, dry_run, provenance), updates=updates)
         except _MainMoved as moved:
             if dry_run:
                 main = catalog.get_ref(settings.main_branch).hash
@@ -175,7 +228,6 @@ def _promote_once(
     run_id: str,
     dry_run: bool,
     provenance: Mapping[str, str] | None,
-    clock: Callable[[], datetime],
 ) -> PromotionResult:
     """One promotion try; _MainMoved when main is not (or no longer) where the branch forked."""
     name = branch_name(run_id, settings.branch_prefix)
@@ -184,30 +236,12 @@ def _promote_once(
     main = catalog.get_ref(main_name)
     head = state.ref.hash
 
-    if catalog.is_ancestor(head, main.hash):
-        tag = _tag_for(catalog, head)
-        if tag is None and not dry_run:
-            tag = _tag(catalog, head, clock())  # a promotion interrupted before its tag: finish it
-        return PromotionResult(
-            "already-promoted", name, main.hash, main.hash, tag, f"{name} is already part of {main_name}; nothing to do"
-        )
-    if state.verdict is None or state.verdict_commit is None:
-        raise RefusedError(f"{name} has no verdict; run `cascade validate --run-id {run_id}` first")
-    if not state.verdict_is_current:
-        raise RefusedError(
-            f"{name} changed after its verdict (validated {state.verdict.validated_hash[:12]}, head {head[:12]}); "
-            "validate again"
-        )
-    if state.verdict.blocked:
-        raise RefusedError(f"{name} is blocked by its verdict ({state.verdict.errors} errors); see reports/summary.md")
-    judged = {gate.gate for gate in state.verdict.gates}
-    missing = [gate for gate in settings.promotion_gates if gate not in judged]
-    if missing:
-        raise RefusedError(
-            f"{name}'s verdict did not run the gate(s) promotion requires: {', '.join(missing)}; "
-            f"run `cascade validate --run-id {run_id}` with every required gate"
-        )
-    if not _linear_onto(catalog, main.hash, head):
+    verdict = _judged(settings, catalog, state, run_id)
+    # main strictly below the head on its line: not promoted yet (asked first: it needs no ancestry query)
+    ahead = main.hash != head and _linear_onto(catalog, main.hash, head)
+    if not ahead and catalog.is_ancestor(head, main.hash):
+        return _already_promoted(catalog, state, run_id, main.hash, main_name, dry_run)
+    if not ahead:
         raise _MainMoved(
             f"{main_name} moved since {name} forked ({main_name} head {main.hash[:12]} is not on the branch's "
             f"first-parent history, or a merge commit is): run `cascade promote --update --run-id {run_id}` "
@@ -216,20 +250,43 @@ def _promote_once(
     if dry_run:
         return PromotionResult("would-promote", name, main.hash, head, None, f"{name} can be promoted to {main_name}")
 
-    if _records_promotion_onto(state.head, main.hash):
-        promoted = state.ref  # an earlier attempt wrote this record and stopped before the fast-forward
-    else:
-        record = {"run_id": run_id, "validated_hash": state.verdict.validated_hash, "main_before": main.hash}
-        record.update(provenance or {})
+    record = {"run_id": run_id, "validated_hash": verdict.validated_hash, "main_before": main.hash}
+    record.update(provenance or {})
+    with scratch_branch(catalog, head) as scratch:
         promoted = catalog.commit_meta(
-            name,
+            scratch,
             f"promote run {run_id} to {main_name}",
             {KIND: MetaKind.PROMOTION, RUN_ID: run_id, PROMOTION: json.dumps(record, sort_keys=True)},
             expected_hash=head,
         )
-    try:
-        catalog.fast_forward(main_name, promoted.hash, expected_target_hash=main.hash)
-    except ConflictError as e:
-        raise _MainMoved(f"{main_name} moved while promoting {name}; {main_name} was not changed: {e}") from e
-    tag = _tag(catalog, promoted.hash, clock())
+        try:
+            catalog.fast_forward(main_name, promoted.hash, expected_target_hash=main.hash)
+        except ConflictError as e:
+            raise _MainMoved(f"{main_name} moved while promoting {name}; nothing was changed: {e}") from e
+    _follow(catalog, name, head, promoted.hash)
+    tag = _tag(catalog, catalog.log(promoted.hash, limit=1)[0])
     return PromotionResult("promoted", name, main.hash, promoted.hash, tag, f"{main_name} now at {name}, tagged {tag}")
+
+
+def _follow(catalog: BranchCatalog, name: str, head: str, promoted: str) -> None:
+    """Move the run's branch from `head` to its promotion record on main; a branch written meanwhile keeps its head."""
+    with suppress(ConflictError):
+        catalog.assign(name, promoted, expected_hash=head)
+
+
+def _already_promoted(
+    catalog: BranchCatalog, state: BranchState, run_id: str, main_hash: str, main_name: str, dry_run: bool
+) -> PromotionResult:
+    """The judged head is on main: finish what an interrupted promotion left (the branch's move, the tag)."""
+    name, head = state.ref.name, state.ref.hash
+    record = None
+    if state.head.properties.get(KIND) != MetaKind.PROMOTION:
+        record = _promotion_of(catalog, run_id, head, main_hash)
+    target = record or state.head
+    tag = None
+    if not dry_run:
+        if record is not None:
+            _follow(catalog, name, head, record.hash)
+        tag = _tag(catalog, target)
+    message = f"{name} is already part of {main_name}; nothing to do"
+    return PromotionResult("already-promoted", name, main_hash, main_hash, tag, message)

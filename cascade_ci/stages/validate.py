@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 from cascade_ci import github
 from cascade_ci.branch_state import KIND, VALIDATED_HASH, VERDICT, BranchState, MetaKind, read_branch
 from cascade_ci.catalog.base import ChangeKind
-from cascade_ci.errors import RefusedError
+from cascade_ci.errors import ConflictError, MovedError, RefusedError
 from cascade_ci.gates import GateContext, run_gate
 from cascade_ci.naming import branch_name
 from cascade_ci.report import junit, markdown, outputs
@@ -116,12 +116,16 @@ def validate(
         run_url=run_url,
     )
     verdict = replace(verdict, stages=stage_states(state, changes, verdict.blocked))
-    catalog.commit_meta(
-        name,
-        f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings",
-        {KIND: MetaKind.VERDICT, VERDICT: verdict.to_json(), VALIDATED_HASH: head},
-        expected_hash=head,
-    )
+    try:
+        catalog.commit_meta(
+            name,
+            f"verdict {verdict.outcome}: {verdict.errors} errors, {verdict.warnings} warnings",
+            {KIND: MetaKind.VERDICT, VERDICT: verdict.to_json(), VALIDATED_HASH: head},
+            expected_hash=head,
+        )
+    except ConflictError as e:  # another writer moved the branch: this verdict judged data no longer at its head
+        moved = f"the branch moved while validating; run validate again ({name} is no longer at {head[:12]})"
+        raise MovedError(moved) from e
     return verdict
 
 

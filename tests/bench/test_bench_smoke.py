@@ -75,6 +75,12 @@ def test_nessie_gc_scale_bench_runs(stack_env):
     assert (line["deleted"], line["kept"]) == (20, 20)
 
 
+def test_promote_refs_bench_runs(stack_env):
+    *counts, summary = bench("promote_refs.py", "--refs", "10,40", "--repeat", "2", env=stack_env)
+    assert [line["n"] for line in counts] == [2, 2] and counts[-1]["refs"] >= 40
+    assert summary["to_refs"] == 40
+
+
 def test_zero_copy_bench_runs_on_nessie(stack_env):
     summary = bench("zero_copy.py", "--nessie", "--small", "--repeat", "3", "--copy-repeat", "1", env=stack_env)[-1]
     assert summary["copy_vs_zero_copy_at_large"] > 1

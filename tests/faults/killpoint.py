@@ -1,8 +1,9 @@
 """Run `cascade <args>` in a process that kills itself with SIGKILL at a named point. No product code is edited.
 
-`CASCADE_FAULT_KILL` lists points, comma-separated, each `method:N:when` for a `BranchCatalog` method; it is
-patched on both backends (`LocalBranchCatalog`, `NessieBranchCatalog`), so the point fires on whichever one the
-environment selects:
+`CASCADE_FAULT_KILL` lists points, comma-separated, each `method:N:when` for a `BranchCatalog` method, or for a
+table write of a ref's pyiceberg catalog (`commit_table`, `create_table`, `create_namespace`); it is patched on
+both backends (`LocalBranchCatalog`/`LocalRefCatalog`, `NessieBranchCatalog`/`NessieRefCatalog`), so the point
+fires on whichever one the environment selects (a table write takes `before` and `after` only):
 
   before  SIGKILL just before the method's N-th call runs (nothing of it reached the catalog)
   inside  SIGKILL inside the N-th call's atomic unit, once its work is done and before it is published:
@@ -12,6 +13,9 @@ environment selects:
           published (the scratch branch is left behind and named in the message: `(left <name>)`).
           A call that returns without reaching its transaction or scratch branch exits with an error instead.
   after   SIGKILL just after the N-th call returned (the catalog applied it; the process never answered)
+
+With `CASCADE_FAULT_NESSIE_PID` naming a Nessie server's pid file, a `before` or `after` point SIGKILLs that
+server (its process group) instead, and the command goes on without it (it then fails talking to Nessie).
 
 Usage: CASCADE_FAULT_KILL=fast_forward:1:after python -m tests.faults.killpoint promote --run-id 7
 A run that never reaches the point exits normally (the test then sees a return code other than -9).
@@ -30,13 +34,27 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 from cascade_ci.catalog.local import LocalBranchCatalog
+from cascade_ci.catalog.local_tables import LocalRefCatalog
 from cascade_ci.catalog.nessie import NessieBranchCatalog
+from cascade_ci.catalog.nessie_tables import NessieRefCatalog
 
 CATALOGS = (LocalBranchCatalog, NessieBranchCatalog)
+TABLE_CATALOGS = (LocalRefCatalog, NessieRefCatalog)
+TABLE_WRITES = ("commit_table", "create_table", "create_namespace")
 WHENS = ("before", "inside", "after")
+
+
+def _crash_nessie(point: str, pid_file: str) -> None:
+    """SIGKILL the Nessie server whose pid `pid_file` holds, and return once it is gone."""
+    from tests.faults.nessie_process import kill_group
+
+    kill_group(int(Path(pid_file).read_text()))
+    sys.stderr.write(f"killpoint: Nessie SIGKILLed at {point}\n")
+    sys.stderr.flush()
 
 
 def _die(point: str) -> NoReturn:
@@ -89,6 +107,14 @@ def _killing(original: Callable[..., Any], point: str, armed: Armed) -> Callable
             hit = next(calls) == int(nth)
         if not hit:
             return original(self, *args, **kwargs)
+        nessie = os.environ.get("CASCADE_FAULT_NESSIE_PID")
+        if nessie and when != "inside":
+            if when == "before":
+                _crash_nessie(point, nessie)
+                return original(self, *args, **kwargs)
+            result = original(self, *args, **kwargs)
+            _crash_nessie(point, nessie)
+            return result
         if when == "before":
             _die(point)
         if when == "after":
@@ -109,9 +135,10 @@ def install(spec: str) -> None:
     _hook_atomic_units(armed)
     for point in filter(None, (p.strip() for p in spec.split(","))):
         method, nth, when = point.split(":")
-        if when not in WHENS or not nth.isdigit() or not all(hasattr(c, method) for c in CATALOGS):
+        table_write = method in TABLE_WRITES and when != "inside"
+        if when not in WHENS or not nth.isdigit() or not (table_write or all(hasattr(c, method) for c in CATALOGS)):
             raise SystemExit(f"killpoint: bad point {point!r}")
-        for catalog in CATALOGS:  # a process uses one of them: its calls are the ones counted
+        for catalog in TABLE_CATALOGS if table_write else CATALOGS:  # a process uses one: its calls are counted
             setattr(catalog, method, _killing(getattr(catalog, method), point, armed))
 
 

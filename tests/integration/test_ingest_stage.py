@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -361,7 +362,7 @@ def test_what_is_not_rows_is_a_source_error(project, function, message):
     assert_failed_and_unchanged(catalog, head)
 
 
-def test_a_failed_write_undoes_the_stages_earlier_writes(project):
+def test_a_failed_write_leaves_the_branch_where_it_was(project):
     settings, catalog = project.configure('[sources.s]\npython = "MOD:two_tables"\nkeys = { a_first = ["id"] }\n')
     ingest(settings, catalog, "1", now=NOW)
     before = catalog.get_ref("pipeline/run-1").hash
@@ -369,7 +370,44 @@ def test_a_failed_write_undoes_the_stages_earlier_writes(project):
     with pytest.raises(Exception) as caught:  # whatever the table library raises
         ingest(settings, catalog, "1", options={"break": "1"}, now=NOW)
     assert not isinstance(caught.value, AssertionError)
-    after = catalog.get_ref("pipeline/run-1").hash
-    assert catalog.diff(before, after) == []  # a restoring commit: the tables are as they were
+    assert catalog.get_ref("pipeline/run-1").hash == before  # nothing landed: no commit, not even an undo
     assert rows(catalog, "raw.a_first") == [{"id": 1, "v": 1}]
     assert rows(catalog, "raw.b_second") == [{"id": 1, "v": 1}]
+
+
+def _another_writer_after_the_first_table(catalog, monkeypatch):
+    """Make a concurrent writer add other.t to the run's branch once ingest has written its first table."""
+    from cascade_ci.stages import ingest as stage
+
+    upsert, calls = stage.upsert, []
+
+    def upsert_then_someone_writes(*args, **kwargs):
+        written = upsert(*args, **kwargs)
+        if not calls:
+            calls.append(1)
+            other = catalog.tables("pipeline/run-1")
+            other.create_namespace("other")
+            other.create_table("other.t", pa.schema([("id", pa.int64())]))
+        return written
+
+    monkeypatch.setattr(stage, "upsert", upsert_then_someone_writes)
+
+
+def test_a_failed_ingest_never_reverts_another_writers_commit(project, monkeypatch):
+    settings, catalog = project.configure('[sources.s]\npython = "MOD:two_tables"\nkeys = { a_first = ["id"] }\n')
+    _another_writer_after_the_first_table(catalog, monkeypatch)
+    with pytest.raises(Exception) as caught:
+        ingest(settings, catalog, "1", options={"break": "1"}, now=NOW)
+    assert not isinstance(caught.value, AssertionError)
+    tables = catalog.tables("pipeline/run-1")
+    assert tables.table_exists("other.t"), "the failed ingest reverted another writer's table"
+    assert not tables.table_exists("raw.a_first"), "part of a failed ingest landed"
+
+
+def test_an_ingest_whose_branch_moved_lands_nothing_and_exits_2(project, monkeypatch):
+    _, catalog = project.configure('[sources.s]\npython = "MOD:two_tables"\nkeys = { a_first = ["id"] }\n')
+    _another_writer_after_the_first_table(catalog, monkeypatch)
+    result = cascade("ingest", "--run-id", "1")
+    assert result.exit_code == 2 and "moved while ingesting" in result.stderr, result.output
+    tables = catalog.tables("pipeline/run-1")
+    assert tables.table_exists("other.t") and not tables.table_exists("raw.a_first")
