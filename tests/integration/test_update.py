@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -153,6 +154,44 @@ def test_update_judges_replayed_keys_against_mains_new_rows(tmp_path, monkeypatc
     refused = cascade("promote", "--run-id", "b", "--update", "--json")
     assert refused.exit_code == 1 and "blocked" in json.loads(refused.stdout)["message"]
     assert open_catalog().get_ref("main").hash == promoted and ids("main") == [0, 1, 2, 3]
+
+
+def pandera_checks(verdict: dict) -> list[tuple[str, bool, str]]:
+    checks = [c for gate in verdict["gates"] if gate["gate"] == "pandera" for c in gate["checks"]]
+    return [(c["name"], c["passed"], c["message"]) for c in checks]
+
+
+def test_after_an_update_only_the_keys_are_judged_again_and_pandera_does_not_load(tmp_path, monkeypatch):
+    """Embedded only (Nessie serves no snapshot lineage: there the gate validates whole tables, pandera loads).
+
+    b's appended rows passed its own verdict; replayed as the same files onto a's promotion, its row rules
+    stand and its keys are checked against main's new rows, in a process that never imports pandera."""
+    (tmp_path / "cascade.toml").write_text(f'[tables."{TABLE}"]\nunique = ["id"]\n')
+    monkeypatch.setenv("CASCADE_GATES", "schema,pandera")
+    two_validated_runs((1, 2, 3), (4, 5))
+    before = pandera_checks(json.loads((tmp_path / "reports" / "verdict.json").read_text()))  # b's, validated last
+    before_update = read_branch(open_catalog(), "pipeline/run-b").verdict.validated_hash
+    ok("promote", "--run-id", "a")
+
+    script = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from cascade_ci.cli import cli\n"
+        "out = CliRunner().invoke(cli, ['promote', '--run-id', 'b', '--update', '--json'], catch_exceptions=False)\n"
+        "print(json.dumps({'exit': out.exit_code, 'out': out.stdout, 'loaded': sorted(\n"
+        "    name for name in ('pandera', 'polars') if name in sys.modules)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["exit"] == 0, result["out"]
+    assert result["loaded"] == []  # the rows were judged before the update: no pandera, no polars
+    landed = json.loads(result["out"])
+    assert (landed["action"], landed["updates"]) == ("promoted", 1) and ids("main") == [0, 1, 2, 3, 4, 5]
+    after = pandera_checks(json.loads((tmp_path / "reports" / "verdict.json").read_text()))
+    two_rows = "passed on 2 added rows"
+    assert after == before == [("id:unique", True, two_rows), ("id:present", True, two_rows)]
+    verdict = read_branch(open_catalog(), "pipeline/run-b").verdict  # judged the updated head, on a's promotion
+    assert verdict.base_hash == landed["main_before"] and verdict.validated_hash != before_update
 
 
 def test_a_table_replaced_on_main_is_a_named_conflict():
