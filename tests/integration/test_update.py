@@ -168,7 +168,8 @@ def test_after_an_update_only_the_keys_are_judged_again_and_pandera_does_not_loa
     """Embedded only (Nessie serves no snapshot lineage: there the gate validates whole tables, pandera loads).
 
     b's appended rows passed its own verdict; replayed as the same files onto a's promotion, its row rules
-    stand and its keys are checked against main's new rows, in a process that never imports pandera."""
+    stand and its keys are checked against main's new rows, in a process that never imports pandera, and here
+    (the files' key bounds do not overlap) reads no data file: pyarrow's dataset layer and pandas stay unloaded."""
     (tmp_path / "cascade.toml").write_text(f'[tables."{TABLE}"]\nunique = ["id"]\n')
     monkeypatch.setenv("CASCADE_GATES", "schema,pandera")
     two_validated_runs((1, 2, 3), (4, 5))
@@ -182,12 +183,13 @@ def test_after_an_update_only_the_keys_are_judged_again_and_pandera_does_not_loa
         "from cascade_ci.cli import cli\n"
         "out = CliRunner().invoke(cli, ['promote', '--run-id', 'b', '--update', '--json'], catch_exceptions=False)\n"
         "print(json.dumps({'exit': out.exit_code, 'out': out.stdout, 'loaded': sorted(\n"
-        "    name for name in ('pandera', 'polars') if name in sys.modules)}))\n"
+        "    name for name in ('pandera', 'polars', 'pandas', 'pyarrow.dataset') if name in sys.modules)}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["exit"] == 0, result["out"]
-    assert result["loaded"] == []  # the rows were judged before the update: no pandera, no polars
+    # the rows were judged before the update: no pandera; the keys' ranges miss a's file: no data file is read
+    assert result["loaded"] == []
     landed = json.loads(result["out"])
     assert (landed["action"], landed["updates"]) == ("promoted", 1) and ids("main") == [0, 1, 2, 3, 4, 5]
     after = pandera_checks(json.loads((tmp_path / "reports" / "verdict.json").read_text()))
