@@ -125,6 +125,38 @@ def old_key_scan(table: Table, snapshot_id: int | None, new_keys: pa.Table | Key
     return table.scan(snapshot_id=snapshot_id, selected_fields=names, row_filter=keys.range_filter())
 
 
+def added_range(table: Table, base_id: int, names: tuple[str, ...]) -> tuple[int, BooleanExpression | None]:
+    """The rows the data files added since snapshot `base_id` hold, and each of `names` within the range those files'
+    column bounds give (metadata only: no data file is read).
+
+    The range is None when it cannot be told from bounds: a file without a bound for a key column (all nulls, or
+    not kept), or a floating-point key (NaN lies outside every bound). AlwaysFalse when no file was added.
+    """
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.expressions import AlwaysFalse, AlwaysTrue, And, GreaterThanOrEqual, LessThanOrEqual
+    from pyiceberg.types import DoubleType, FloatType
+
+    old = {task.file.file_path for task in table.scan(snapshot_id=base_id).plan_files()}
+    added = [task.file for task in table.scan().plan_files() if task.file.file_path not in old]
+    rows = sum(data_file.record_count for data_file in added)
+    if not added:
+        return rows, AlwaysFalse()
+    schema = table.schema()
+    found: BooleanExpression = AlwaysTrue()
+    for name in names:
+        key = schema.find_field(name)
+        if isinstance(key.field_type, FloatType | DoubleType):
+            return rows, None
+        lows = [(data_file.lower_bounds or {}).get(key.field_id) for data_file in added]
+        highs = [(data_file.upper_bounds or {}).get(key.field_id) for data_file in added]
+        if None in lows or None in highs:
+            return rows, None
+        low = min(from_bytes(key.field_type, bound) for bound in lows if bound is not None)
+        high = max(from_bytes(key.field_type, bound) for bound in highs if bound is not None)
+        found = And(found, And(GreaterThanOrEqual(name, low), LessThanOrEqual(name, high)))
+    return rows, found
+
+
 @dataclass(frozen=True)
 class Hit:
     """A data file holding some of the keys: its key columns as read, and which of its rows (in scan order) do."""

@@ -14,7 +14,7 @@ from pyiceberg.exceptions import (
     NoSuchViewError,
     TableAlreadyExistsError,
 )
-from pyiceberg.io import load_file_io
+from pyiceberg.io import PY_IO_IMPL, load_file_io
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.serializers import FromInputFile
 from pyiceberg.table import CommitTableResponse, Table
@@ -44,7 +44,8 @@ class LocalRefCatalog(MetastoreCatalog):
     """pyiceberg Catalog named after a ref. Reads see the ref's head at call time."""
 
     def __init__(self, ref: str, store: ContentStore, **properties: str) -> None:
-        super().__init__(ref, warehouse=store.warehouse.as_uri(), **properties)
+        io = {PY_IO_IMPL: "cascade_ci.catalog.local_io.LocalFileIO"}  # metadata without pyarrow's dataset layer
+        super().__init__(ref, warehouse=store.warehouse.as_uri(), **{**io, **properties})
         self.ref = ref
         self.store = store
 

@@ -12,11 +12,30 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from cascade_ci.branch_state import BranchState
     from cascade_ci.catalog.base import BranchCatalog, TableChange
     from cascade_ci.config import Settings
     from cascade_ci.engine.base import Engine
-    from cascade_ci.verdict import GateResult
+    from cascade_ci.verdict import Check, GateResult
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What an earlier verdict on the same branch found about a table whose rows the branch adds are unchanged.
+
+    Set by the update stage, which knows: the table's version at the head is the one that verdict judged
+    (`base_moved` False: the table took no change from main either), or the branch's added data files were
+    appended again, as they are, onto main's newer version (`base_moved` True). A gate may reuse what depends
+    only on those rows and must judge again what depends on the base (a new key against main's new rows).
+    `head` and `base` are the hashes that verdict judged.
+    """
+
+    checks: tuple[Check, ...]
+    head: str
+    base: str
+    base_moved: bool
 
 
 @dataclass(frozen=True)
@@ -36,6 +55,7 @@ class GateContext:
     state: BranchState
     full: bool = False  # validate every row, even of tables the branch only appended to
     now: datetime | None = None
+    judged: Mapping[str, Judged] = field(default_factory=dict)  # per table; empty: judge everything afresh
     _engine: list[Engine] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def engine(self) -> Engine:

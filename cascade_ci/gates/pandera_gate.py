@@ -9,6 +9,10 @@ added rows only, and each unique key's new values are also checked against the o
 duplicate that collides with an old row is still caught. That check reads only the old data files
 whose column bounds overlap the new keys' range: appending time-ordered keys (such as MongoDB ObjectIds)
 reads no old file at all. `full=True` validates every row.
+
+After `cascade update` (`GateContext.judged`), a table whose added rows an earlier verdict on the branch
+already judged, all passing, keeps those checks and only has its keys checked again against the new base:
+pandera is not loaded for it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from cascade_ci.catalog.keys import Keys, old_key_scan
+from cascade_ci.catalog.keys import Keys, added_range, old_key_scan
 from cascade_ci.gates.pandera_schemas import YAML_SUFFIXES, load_schema, schema_for
 from cascade_ci.gates.sql_gate import located, relative
 from cascade_ci.verdict import Check, GateResult, Level
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
     from cascade_ci.config import Settings, TableConfig
-    from cascade_ci.gates.base import GateContext
+    from cascade_ci.gates.base import GateContext, Judged
 
 __all__ = ["load_schema", "rules_of", "run", "schema_for", "validate_table"]
 
@@ -219,6 +223,21 @@ def _row_labels(
     return labels
 
 
+def _outcome(failing: list[Any], scope: str, labels: list[str] | None = None) -> dict[str, Any]:
+    """A check's outcome fields for these failing values in `scope` (e.g. "12 added rows"); `labels` (the
+    failing rows' keys) stand for the values of a sensitive column."""
+    sample = [repr(v) for v in failing] if labels is None else labels
+    shown = ", ".join(sample[:SAMPLE_SIZE]) + (", ..." if len(sample) > SAMPLE_SIZE else "")
+    if labels is not None:
+        shown = f"values hidden (sensitive); rows {shown}" if shown else "values hidden (sensitive)"
+    return {
+        "passed": not failing,
+        "message": f"{len(failing)} failing values in {scope}: {shown}" if failing else f"passed on {scope}",
+        "observed": len(failing) or None,
+        "expected": 0 if failing else None,
+    }
+
+
 def _check(
     table: str,
     rule: Rule,
@@ -228,24 +247,24 @@ def _check(
     source: Source = Source(),
     labels: list[str] | None = None,
 ) -> Check:
-    """The check of one rule; `labels` (the failing rows' keys) stand for the values of a sensitive column."""
+    """The check of one rule; `labels` stand for the failing values of a sensitive column."""
     name = f"{rule.column}:{rule.name}" if rule.column else rule.name
-    sample = [repr(v) for v in failing] if labels is None else labels
-    shown = ", ".join(sample[:SAMPLE_SIZE]) + (", ..." if len(sample) > SAMPLE_SIZE else "")
-    if labels is not None:
-        shown = f"values hidden (sensitive); rows {shown}" if shown else "values hidden (sensitive)"
-    message = f"{len(failing)} failing values in {scope}: {shown}" if failing else f"passed on {scope}"
     return Check(
         gate=GATE,
         table=table,
         name=name,
         severity=_level(rule, critical),
-        passed=not failing,
-        message=message,
-        observed=len(failing) or None,
-        expected=0 if failing else None,
+        **_outcome(failing, scope, labels),
         **source.at(rule.column),
     )
+
+
+def _key_of(check: Check) -> tuple[str, ...] | None:
+    """The key a uniqueness check guards, read from its name as `_check` makes it: `col:unique`, `unique:a,b`."""
+    column, _, rule = check.name.rpartition(":")
+    if column and rule == "unique":
+        return (column,)
+    return tuple(check.name.removeprefix("unique:").split(",")) if check.name.startswith("unique:") else None
 
 
 def _names_at_base(table: Table, base_id: int, keys: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -283,6 +302,61 @@ def _collisions(table: Table, base_id: int, new_rows: pa.Table, keys: tuple[str,
     return held.group_by(list(keys), use_threads=False).aggregate([]).to_pylist()
 
 
+def _added_since(ctx: GateContext, table_name: str, head: str, base: str) -> tuple[Table, int | None, bool]:
+    """The table at `head`, its snapshot id at `base` (None: absent or empty there), and whether the rows it
+    gained since are judged alone: it only appended (snapshot lineage says so) and `ctx.full` is not set."""
+    from cascade_ci.catalog.lineage import lineage_since
+
+    table = ctx.catalog.tables(head).load_table(table_name)
+    base_id = None
+    base_tables = ctx.catalog.tables(base)
+    if base_tables.table_exists(table_name):
+        base_snapshot = base_tables.load_table(table_name).current_snapshot()
+        base_id = base_snapshot.snapshot_id if base_snapshot else None
+    lineage = lineage_since(table, base_id)
+    return table, base_id, not ctx.full and base_id is not None and lineage is not None and lineage.append_only
+
+
+def _reused(ctx: GateContext, table_name: str, judged: Judged) -> list[Check] | None:
+    """An earlier verdict's checks of the table that still hold at this head, with its keys judged again; None
+    when they cannot be reused (then the table is validated as usual, and pandera loads).
+
+    Reused only when every one of them passed and `full` is not asked. A table whose base did not move is the
+    very version judged, against the very base: every check stands. Otherwise both verdicts must judge the added
+    rows alone (the same rows, `Judged` says): the row rules stand, and each unique key's new values are
+    checked again against the base's rows, which now hold main's newer ones. pyarrow only: no pandera, no polars.
+    """
+    from cascade_ci.catalog.lineage import read_added_rows
+
+    mine = [check for check in judged.checks if check.gate == GATE]
+    if ctx.full or not mine or not all(check.passed for check in mine):
+        return None
+    if not judged.base_moved:
+        return mine
+    table, base_id, incremental = _added_since(ctx, table_name, ctx.head_hash, ctx.base_hash)
+    if not incremental or base_id is None or not _added_since(ctx, table_name, judged.head, judged.base)[2]:
+        return None
+    keys = {check.name: key for check in mine if (key := _key_of(check)) is not None}
+    if not keys:
+        return mine
+    columns = tuple(sorted({column for key in keys.values() for column in key} & set(table.schema().column_names)))
+    if not columns:  # no key column at the head: the `present` rule, which passed, could not have
+        return None
+    added, within = added_range(table, base_id, columns)
+    if within is not None and not any(True for _ in table.scan(snapshot_id=base_id, row_filter=within).plan_files()):
+        # no old data file's bounds overlap the new keys' range: no collision, and no data file is read
+        passed = _outcome([], f"{added} added rows")
+        return [replace(check, **passed) if check.name in keys else check for check in mine]
+    rows = read_added_rows(table, base_id, columns)
+    scope = f"{rows.num_rows} added rows"
+    return [
+        replace(check, **_outcome(_collisions(table, base_id, rows, keys[check.name]), scope))
+        if check.name in keys
+        else check
+        for check in mine
+    ]
+
+
 def validate_table(
     ctx: GateContext,
     table_name: str,
@@ -296,16 +370,9 @@ def validate_table(
     and the failing rows' `key` (else their row numbers), never as values."""
     import polars as pl
 
-    from cascade_ci.catalog.lineage import lineage_since, read_added_rows
+    from cascade_ci.catalog.lineage import read_added_rows
 
-    table = ctx.catalog.tables(ctx.head_hash).load_table(table_name)
-    base_id = None
-    base_tables = ctx.catalog.tables(ctx.base_hash)
-    if base_tables.table_exists(table_name):
-        base_snapshot = base_tables.load_table(table_name).current_snapshot()
-        base_id = base_snapshot.snapshot_id if base_snapshot else None
-    lineage = lineage_since(table, base_id)
-    incremental = not ctx.full and base_id is not None and lineage is not None and lineage.append_only
+    table, base_id, incremental = _added_since(ctx, table_name, ctx.head_hash, ctx.base_hash)
     if incremental:
         rows = read_added_rows(table, base_id)
         scope = f"{rows.num_rows} added rows"
@@ -329,13 +396,18 @@ def run(ctx: GateContext) -> GateResult:
     """Validate every declared table present at the head; every schema is loaded first, so a bad one is an error."""
     settings = ctx.settings
     declared = {table: config for table, config in sorted(settings.tables.items()) if config.schema_ or config.unique}
-    schemas = {table: schema_for(table, config, settings) for table, config in declared.items()}
     head = ctx.catalog.tables(ctx.head_hash)
+    present = [table for table in declared if head.table_exists(table)]
+    reused = {table: ctx.judged[table] for table in present if table in ctx.judged}
+    reused = {table: checks for table, judged in reused.items() if (checks := _reused(ctx, table, judged)) is not None}
+    schemas = {table: schema_for(table, config, settings) for table, config in declared.items() if table not in reused}
     checks: list[Check] = []
-    for table_name, schema in schemas.items():
-        if head.table_exists(table_name):
+    for table_name in present:
+        if table_name in reused:
+            checks += reused[table_name]
+        else:
             config = declared[table_name]
             where = source_of(table_name, config, settings)
-            key = config.unique or _schema_key(schema)
-            checks += validate_table(ctx, table_name, schema, where, config.sensitive, key)
+            key = config.unique or _schema_key(schemas[table_name])
+            checks += validate_table(ctx, table_name, schemas[table_name], where, config.sensitive, key)
     return GateResult(gate=GATE, checks=tuple(checks))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cascade_ci.errors import RefusedError
+from cascade_ci.errors import MergeConflictError, RefusedError
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog
@@ -53,7 +53,9 @@ def run_pipeline(
     """Run every stage in order on run `run_id`'s branch; `say` receives one progress line per stage.
 
     A project without a `[transform]` skips the transform stage. An ingest that lands nothing stops the run
-    (RefusedError) unless `allow_empty`.
+    (RefusedError) unless `allow_empty`. When main moved during the run, the promote stage brings the branch
+    up to date, judges it again and promotes it (`promote --update`); the reports are written again for the
+    new verdict.
     """
     from cascade_ci.stages.branch import create_run_branch
     from cascade_ci.stages.ingest import ingest, ingested_line
@@ -101,13 +103,29 @@ def run_pipeline(
         if not settings.auto_promote_enabled:
             result.outcome = "passed"
             return "skipped: AUTO_PROMOTE_ENABLED is false; promote with `cascade promote`"
+
+        def judged_again(verdict: Verdict) -> None:  # main moved during the run: the updated head's verdict
+            result.verdict = verdict
+            publish(verdict, settings.path(settings.reports_dir), annotations)
+
         try:
-            promoted = promote(settings, catalog, run_id, provenance=provenance, allow_empty=allow_empty)
-        except RefusedError as e:
-            result.outcome = "refused"
-            return f"refused: {e}"
+            promoted = promote(
+                settings,
+                catalog,
+                run_id,
+                provenance=provenance,
+                update=True,
+                run_url=run_url,
+                report=judged_again,
+                allow_empty=allow_empty,
+            )
+        except (RefusedError, MergeConflictError) as e:
+            result.outcome = "blocked" if result.verdict.blocked else "refused"
+            return f"{result.outcome}: {e}"
         result.outcome, result.tag = "promoted", promoted.tag
-        return f"{settings.main_branch} -> {promoted.main_after[:12]}, tagged {promoted.tag}"
+        result.details["updates"] = promoted.updates
+        moved = f" after {promoted.updates} update(s) onto a moved {settings.main_branch}" if promoted.updates else ""
+        return f"{settings.main_branch} -> {promoted.main_after[:12]}, tagged {promoted.tag}{moved}"
 
     stages = [("branch", do_branch), ("ingest", do_ingest), ("transform", do_transform),
               ("validate", do_validate), ("promote", do_promote)]  # fmt: skip

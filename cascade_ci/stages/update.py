@@ -15,7 +15,10 @@ A table changed on both sides in any other way is a MergeConflictError naming th
 did, unless the project has a transform: then the table takes main's version, and the transform, re-run
 on the updated branch, must rebuild it. Last, the gates judge the updated head: tables the branch only
 appended to incrementally (the replayed rows, their keys against main's rows), whole tables where a gate
-reads them. What `promote` then publishes is exactly what this verdict judged.
+reads them. What `promote` then publishes is exactly what this verdict judged. The rows the branch appended
+were judged by its verdict before the update, and are the same data files: where every check of a table
+passed then, those checks are handed to the gates (`GateContext.judged`), and only what depends on main's
+new rows (the keys) is judged again; pandera does not load for it.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Ref, TableChange
     from cascade_ci.catalog.replay import Conflict, Replay
     from cascade_ci.config import Settings
-    from cascade_ci.verdict import Verdict
+    from cascade_ci.gates.base import Judged
+    from cascade_ci.verdict import Check, Verdict
 
 UPDATED_FROM = "cascade.updated-from"  # on the marker and each replayed snapshot: the branch head before
 UPDATE = "cascade.update"  # on the marker: what the update did, as JSON
@@ -214,15 +218,16 @@ def update(
         return replace(unchanged, action="already-promoted", message=f"{name} is already part of {main_name}")
     if main.hash == base and state.verdict_is_current:
         return replace(unchanged, message=f"{name} is up to date with {main_name} and its verdict is current")
-    plan = UpdatePlan()
+    plan, judged = UpdatePlan(), {}
     if main.hash != base:
         plan = plan_update(catalog, base, before, main.hash, rebuildable=settings.transform is not None)
         if plan.conflicts:
             raise _conflict(name, main_name, run_id, plan.conflicts)
-        rebase(catalog, state, main.hash, plan, _marker(state, run_id, main.hash, plan))
+        rebased = rebase(catalog, state, main.hash, plan, _marker(state, run_id, main.hash, plan))
         if settings.transform is not None:
             _rebuild(settings, catalog, run_id, name, main_name, plan)
-    verdict = validate(settings, catalog, run_id, run_url=run_url)
+        judged = _judged(catalog, state, plan, rebased.hash)
+    verdict = validate(settings, catalog, run_id, run_url=run_url, judged=judged)
     if report is not None:
         report(verdict)
     moved = main.hash != base
@@ -242,6 +247,31 @@ def update(
         verdict.outcome,
         summary,
     )
+
+
+def _judged(catalog: BranchCatalog, state: BranchState, plan: UpdatePlan, rebased: str) -> dict[str, Judged]:
+    """What the branch's verdict from before the update found that may still hold after it, per table.
+
+    Only a verdict that judged the old head against the old base counts. The rows the branch adds to a table it
+    carried (main left it alone) or replayed (the same data files appended onto main's version) are the rows that
+    verdict judged; a table the transform wrote after the re-base (`rebased`: the head before it ran) is not.
+    """
+    from cascade_ci.gates.base import Judged
+
+    verdict = state.verdict
+    if verdict is None or not state.verdict_is_current or verdict.base_hash != state.base_hash:
+        return {}
+    head = catalog.get_ref(state.ref.name).hash
+    rewritten = {change.table for change in catalog.diff(rebased, head)} if head != rebased else set()
+    rewritten |= set(plan.rebuilt)
+    checks: dict[str, list[Check]] = {}
+    for check in verdict.checks:
+        checks.setdefault(check.table, []).append(check)
+    return {
+        table: Judged(tuple(found), verdict.validated_hash, verdict.base_hash, base_moved=table not in plan.carried)
+        for table, found in checks.items()
+        if table not in rewritten
+    }
 
 
 def _described(plan: UpdatePlan) -> str:

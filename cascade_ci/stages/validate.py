@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from cascade_ci.catalog.base import BranchCatalog, TableChange
     from cascade_ci.config import Settings
+    from cascade_ci.gates.base import Judged
 
 
 def _rows(table: Table | None) -> int | None:
@@ -87,10 +88,12 @@ def validate(
     full: bool = False,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     allow_empty: bool = False,
+    judged: Mapping[str, Judged] | None = None,
 ) -> Verdict:
     """Judge the branch head of run `run_id` and record the verdict as a commit on the branch.
 
     A branch whose last ingest failed or landed nothing is refused unless `allow_empty`.
+    `judged`: what an earlier verdict found that still holds, per table (the update stage's; see `Judged`).
     """
     name = branch_name(run_id, settings.branch_prefix)
     state = read_branch(catalog, name)
@@ -100,7 +103,7 @@ def validate(
     started, t0 = clock(), time.perf_counter()
     head, base = state.ref.hash, state.base_hash
     changes = catalog.diff(base, head)
-    with GateContext(settings, catalog, name, head, base, tuple(changes), state, full=full, now=started) as ctx:
+    with GateContext(settings, catalog, name, head, base, tuple(changes), state, full, started, judged or {}) as ctx:
         results = tuple(run_gate(gate, ctx) for gate in (gates or settings.gate_names))
     verdict = Verdict(
         run_id=run_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,14 +27,17 @@ from cascade_ci.catalog.base import SCRATCH_PREFIX, scratch_name
 from cascade_ci.cli import cli
 from cascade_ci.errors import NotFoundError
 from cascade_ci.naming import TAG_PREFIX
+from cascade_ci.stages import ingest as ingest_stage
 from cascade_ci.stages import promote as promote_stage
 from cascade_ci.stages import update as update_stage
 from cascade_ci.stages import validate as validate_stage
+from cascade_ci.stages.branch import create_run_branch
 from tests.conftest import read_rows, readings, write_rows
 
 __all__ = [
     "backend",
     "test_a_branch_that_merged_main_is_refused_and_update_keeps_main_linear",
+    "test_a_run_whose_main_moved_meanwhile_lands_through_an_update",
     "test_a_table_replaced_on_main_is_a_named_conflict",
     "test_a_write_on_main_racing_the_promotion_is_retried",
     "test_a_write_racing_update_is_caught_by_compare_and_swap",
@@ -153,6 +157,87 @@ def test_update_judges_replayed_keys_against_mains_new_rows(tmp_path, monkeypatc
     refused = cascade("promote", "--run-id", "b", "--update", "--json")
     assert refused.exit_code == 1 and "blocked" in json.loads(refused.stdout)["message"]
     assert open_catalog().get_ref("main").hash == promoted and ids("main") == [0, 1, 2, 3]
+
+
+def pandera_checks(verdict: dict) -> list[tuple[str, bool, str]]:
+    checks = [c for gate in verdict["gates"] if gate["gate"] == "pandera" for c in gate["checks"]]
+    return [(c["name"], c["passed"], c["message"]) for c in checks]
+
+
+def test_after_an_update_only_the_keys_are_judged_again_and_pandera_does_not_load(tmp_path, monkeypatch):
+    """Embedded only (Nessie serves no snapshot lineage: there the gate validates whole tables, pandera loads).
+
+    b's appended rows passed its own verdict; replayed as the same files onto a's promotion, its row rules
+    stand and its keys are checked against main's new rows, in a process that never imports pandera, and here
+    (the files' key bounds do not overlap) reads no data file: pyarrow's dataset layer and pandas stay unloaded."""
+    (tmp_path / "cascade.toml").write_text(f'[tables."{TABLE}"]\nunique = ["id"]\n')
+    monkeypatch.setenv("CASCADE_GATES", "schema,pandera")
+    two_validated_runs((1, 2, 3), (4, 5))
+    before = pandera_checks(json.loads((tmp_path / "reports" / "verdict.json").read_text()))  # b's, validated last
+    before_update = read_branch(open_catalog(), "pipeline/run-b").verdict.validated_hash
+    ok("promote", "--run-id", "a")
+
+    script = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from cascade_ci.cli import cli\n"
+        "out = CliRunner().invoke(cli, ['promote', '--run-id', 'b', '--update', '--json'], catch_exceptions=False)\n"
+        "print(json.dumps({'exit': out.exit_code, 'out': out.stdout, 'loaded': sorted(\n"
+        "    name for name in ('pandera', 'polars', 'pandas', 'pyarrow.dataset') if name in sys.modules)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["exit"] == 0, result["out"]
+    # the rows were judged before the update: no pandera; the keys' ranges miss a's file: no data file is read
+    assert result["loaded"] == []
+    landed = json.loads(result["out"])
+    assert (landed["action"], landed["updates"]) == ("promoted", 1) and ids("main") == [0, 1, 2, 3, 4, 5]
+    after = pandera_checks(json.loads((tmp_path / "reports" / "verdict.json").read_text()))
+    two_rows = "passed on 2 added rows"
+    assert after == before == [("id:unique", True, two_rows), ("id:present", True, two_rows)]
+    verdict = read_branch(open_catalog(), "pipeline/run-b").verdict  # judged the updated head, on a's promotion
+    assert verdict.base_hash == landed["main_before"] and verdict.validated_hash != before_update
+
+
+ROWS_SOURCE = """
+import pyarrow as pa
+
+
+def rows(ctx):
+    ids = [int(i) for i in ctx.options["ids"].split(",")]
+    sgv = pa.array([100 + i for i in ids], pa.int32())
+    return {"readings": pa.table({"id": pa.array(ids, pa.int64()), "sgv": sgv})}
+"""
+
+
+def test_a_run_whose_main_moved_meanwhile_lands_through_an_update(tmp_path, monkeypatch):
+    """`cascade run`: another run lands while this one ingests; its promote stage updates, judges and promotes."""
+    (tmp_path / "run_rows.py").write_text(ROWS_SOURCE)
+    (tmp_path / "cascade.toml").write_text('[sources.rows]\npython = "run_rows:rows"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_rows(open_catalog(), "main", TABLE, readings(0))
+    landed_meanwhile = []
+    ingest = ingest_stage.ingest
+
+    def ingest_while_another_run_lands(settings, catalog, *args, **kwargs):
+        written = ingest(settings, catalog, *args, **kwargs)
+        a = create_run_branch(settings, catalog, "a").branch
+        write_rows(catalog, a, TABLE, readings(1, 2))
+        assert validate_stage.validate(settings, catalog, "a").outcome == "passed"
+        landed_meanwhile.append(promote_stage.promote(settings, catalog, "a").main_after)
+        return written
+
+    monkeypatch.setattr(ingest_stage, "ingest", ingest_while_another_run_lands)
+    result = cascade("run", "--run-id", "r", "-o", "ids=3,4", "--json")
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    assert (run["outcome"], run["updates"]) == ("promoted", 1) and landed_meanwhile
+    assert ids("main") == [0, 1, 2, 3, 4]
+    state = read_branch(open_catalog(), "pipeline/run-r")
+    assert state.base_hash == landed_meanwhile[0] and run["verdict"]["base_hash"] == landed_meanwhile[0]
+    verdict = json.loads((tmp_path / "reports" / "verdict.json").read_text())  # the reports: the new verdict's
+    assert verdict["validated_hash"] == state.verdict.validated_hash and verdict["base_hash"] == landed_meanwhile[0]
+    assert_main_linear()
 
 
 def test_a_table_replaced_on_main_is_a_named_conflict():
