@@ -5,10 +5,11 @@ reports in `lib/report/`):
 
 - Identity: an entry is its `_id` (mongoexport writes `{"$oid": ...}`; API v3 calls it `identifier`).
   Uploaders post entries without one, and Nightscout upserts them on (time, type). An entry without
-  an id gets one derived from (`date`, `type`, `device`), so a rerun upserts it instead of adding it
-  again; repeats inside a batch keep the last copy (Nightscout's upsert overwrites). The staging model
-  then keeps one reading per (`date`, type), as Nightscout's client merges entries on their time, so a
-  reading re-uploaded under a new `_id` counts once.
+  an id gets one derived from (`date`, `type`, `device`; an empty `device` is none, as an empty `_id`
+  is), so a rerun upserts it instead of adding it again; repeats inside a batch keep the last copy
+  (Nightscout's upsert overwrites). The staging model then keeps one reading per (`date`, type), as
+  Nightscout's client merges entries on their time, so a reading re-uploaded under a new `_id` counts
+  once.
 - `sgv` is a number or numeric text (Nightscout's reports `parseFloat` it). Values below 39 are Dexcom
   error codes (5 = sensor not calibrated, 9 = absolute deviation, ...): kept in raw, left out of the
   glucose metrics and counted per day by the dbt project.
@@ -505,7 +506,8 @@ def _text(entry: dict[str, Any], key: str) -> str | None:
 
 
 def _entry_id(entry: dict[str, Any], date_ms: int, kind: str, device: str | None) -> str:
-    """`_id`, else API v3's `identifier`, else an id derived from (date, type, device)."""
+    """`_id`, else API v3's `identifier`, else an id derived from (date, type, device); `device` empty or
+    absent derive the same id."""
     plain = _plain_id(entry.get("_id")) or _plain_id(entry.get("identifier"))
     if plain:
         return plain
