@@ -74,6 +74,23 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
+def main_collision(main: str, prefix: str) -> str | None:
+    """Which of cascade's own refs could be named `main` (a run's or pull request's branch, a promotion tag, a
+    scratch branch), or None. Stages that take a run id write to its branch: it must never be main."""
+    from cascade_ci.catalog.base import SCRATCH_PREFIX
+
+    run_id = run_id_of(main, prefix)
+    if run_id is not None:
+        return f"the branch of run {run_id!r} (branch_prefix {prefix!r})"
+    if main.startswith(PR_PREFIX):
+        return f"a pull request's branch ({PR_PREFIX}N)"
+    if main.startswith(TAG_PREFIX):
+        return f"a promotion tag ({TAG_PREFIX}*)"
+    if main.startswith(SCRATCH_PREFIX):
+        return f"a scratch branch ({SCRATCH_PREFIX}*)"
+    return None
+
+
 def branch_name(run_id: str, prefix: str = DEFAULT_BRANCH_PREFIX) -> str:
     """`pipeline/run-{run_id}`: one branch per workflow run, shared by all its attempts."""
     return validate_ref_name(validate_prefix(prefix) + validate_run_id(run_id))
