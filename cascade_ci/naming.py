@@ -11,6 +11,7 @@ from cascade_ci.errors import InvalidNameError
 DEFAULT_BRANCH_PREFIX = "pipeline/run-"
 MAIN = "main"
 TAG_PREFIX = "prod-"
+SCRATCH_PREFIX = "cascade-scratch/"  # private staging branches (catalog.base.scratch_branch)
 PR_PREFIX = "pr/"  # pull request branches `pr/N`: forked from main, never promoted, deleted when the PR closes
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -77,8 +78,6 @@ def validate_prefix(prefix: str) -> str:
 def main_collision(main: str, prefix: str) -> str | None:
     """Which of cascade's own refs could be named `main` (a run's or pull request's branch, a promotion tag, a
     scratch branch), or None. Stages that take a run id write to its branch: it must never be main."""
-    from cascade_ci.catalog.base import SCRATCH_PREFIX
-
     run_id = run_id_of(main, prefix)
     if run_id is not None:
         return f"the branch of run {run_id!r} (branch_prefix {prefix!r})"
