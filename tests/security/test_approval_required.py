@@ -58,3 +58,9 @@ def test_a_listed_approver_promotes(validated_run: str, login: str) -> None:
 def test_a_dry_run_needs_no_approval(validated_run: str) -> None:
     result = cascade("promote", "--run-id", validated_run, "--dry-run", "--json")
     assert result.exit_code == 0, result.output
+
+
+def test_a_malformed_approver_is_a_usage_error_without_a_traceback(validated_run: str) -> None:
+    result = cascade("promote", "--run-id", validated_run, "--approved-by", "alice;rm -rf /")
+    assert result.exit_code == 2, result.output
+    assert "not a GitHub login" in result.stderr and "Traceback" not in result.stderr
