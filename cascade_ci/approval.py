@@ -5,6 +5,10 @@ For repositories without environment reviewers. The comment counts only when all
 lists, who has write, maintain or admin permission on the repository (asked of the API, not taken from the
 payload), in this repository, which is not a fork, and not on a pull request from a fork. Anything else is
 ignored with the reason (a RefusedError: exit 1, nothing written).
+
+With `approvers` listed, a promotion needs an approval (`require_approval`): the approver a comment named
+(`promote --approved-by`, which must be listed), or a GitHub environment review of the promoting run. A
+dispatch of the promote workflow by anyone with write access carries neither.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from cascade_ci.errors import ConfigError, InvalidNameError, RefusedError
 from cascade_ci.naming import validate_run_id
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from cascade_ci.github_api import GitHubApi
 
 COMMAND = re.compile(r"/cascade promote[ \t]+(\S+)[ \t]*")
@@ -96,3 +102,26 @@ def judge(event: dict[str, Any], approvers: list[str], api: GitHubApi) -> Approv
     if role not in WRITE_ROLES:
         raise _ignored(f"{login} has {role} permission on {api.repository}; write, maintain or admin is needed")
     return Approval(run_id, login)
+
+
+def require_approval(approvers: list[str], provenance: Mapping[str, str] | None) -> None:
+    """RefusedError unless a promotion under a config listing `approvers` carries an approval.
+
+    `provenance["approved_by"]` (a comment approval) must be a listed login; without it, the environment
+    reviewers GitHub says approved the promoting run (`provenance["approvers"]`) count. No list: no check
+    (the environment's reviewers, if any, are GitHub's to enforce).
+    """
+    if not approvers:
+        return
+    listed = {name.lower() for name in approvers}
+    found = provenance or {}
+    by = found.get("approved_by")
+    if by:
+        if by.lower() not in listed:
+            raise RefusedError(f"promotion refused: {by} is not listed in the config's `approvers`")
+        return
+    if not found.get("approvers"):
+        raise RefusedError(
+            "promotion refused: the config lists `approvers` and this promotion has no approval; "
+            "a listed approver comments `/cascade promote <run id>`, or an environment reviewer approves the job"
+        )

@@ -157,6 +157,8 @@ def command(fn: Callable[..., int | None]) -> Callable[..., None]:
                 click.echo(_safe(json.dumps(payload, default=str)))
             _say(f"cascade: {e}")
             code = e.exit_code
+        except click.ClickException:  # a bad option value found inside the command: click's usage error, exit 2
+            raise
         except Exception as e:  # a bug or an unexpected fault: never exit 1, which means "a decision"
             import traceback
 

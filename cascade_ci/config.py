@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cascade_ci.errors import ConfigError, InvalidNameError, redact_urls
-from cascade_ci.naming import DEFAULT_BRANCH_PREFIX, validate_prefix, validate_ref_name
+from cascade_ci.naming import DEFAULT_BRANCH_PREFIX, main_collision, validate_prefix, validate_ref_name
 
 CONFIG_FILE = "cascade.toml"
 PYPROJECT = "pyproject.toml"
@@ -270,9 +270,16 @@ class Settings(BaseSettings):
     def _names_are_safe(cls, value: str, info: ValidationInfo) -> str:
         check = validate_prefix if info.field_name == "branch_prefix" else validate_ref_name
         try:
-            return check(value)
+            check(value)
         except InvalidNameError as e:
             raise ValueError(str(e)) from e
+        other = main_collision(value, info.data.get("branch_prefix", DEFAULT_BRANCH_PREFIX))
+        if info.field_name == "main_branch" and other is not None:  # branch_prefix is validated first
+            raise ValueError(
+                f"main branch {value!r} could be named as {other}; stages would write it directly: "
+                "choose a branch_prefix (or main branch) that cannot produce it"
+            )
+        return value
 
     @field_validator("gates", "required_gates", mode="before")
     @classmethod

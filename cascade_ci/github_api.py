@@ -325,11 +325,15 @@ def _by(comment: Any, login: str) -> bool:
 
 
 def comment_body(body: str, marker: str = MARKER) -> str:
-    """`body` headed by the marker line, cut with a note to fit GitHub's comment limit."""
+    """`body` headed by the marker line, cut with a note to fit GitHub's comment limit.
+
+    The cut falls at a line end: a line cut inside an inline code span would leave its fence open and the
+    data value before the cut rendered as Markdown (mentions, links, images).
+    """
     body = body.removeprefix(marker).lstrip("\n")
     text = f"{marker}\n{body}"
     if len(text) > COMMENT_LIMIT:
-        text = text[: COMMENT_LIMIT - len(_CUT_NOTE)] + _CUT_NOTE
+        text = text[: COMMENT_LIMIT - len(_CUT_NOTE) + 1].rsplit("\n", 1)[0] + _CUT_NOTE
     return text
 
 

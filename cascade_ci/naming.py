@@ -11,6 +11,7 @@ from cascade_ci.errors import InvalidNameError
 DEFAULT_BRANCH_PREFIX = "pipeline/run-"
 MAIN = "main"
 TAG_PREFIX = "prod-"
+SCRATCH_PREFIX = "cascade-scratch/"  # private staging branches (catalog.base.scratch_branch)
 PR_PREFIX = "pr/"  # pull request branches `pr/N`: forked from main, never promoted, deleted when the PR closes
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -72,6 +73,21 @@ def validate_prefix(prefix: str) -> str:
             f"invalid branch prefix {prefix!r}: start with a letter; letters, digits, '.', '_', '-', '/'"
         )
     return prefix
+
+
+def main_collision(main: str, prefix: str) -> str | None:
+    """Which of cascade's own refs could be named `main` (a run's or pull request's branch, a promotion tag, a
+    scratch branch), or None. Stages that take a run id write to its branch: it must never be main."""
+    run_id = run_id_of(main, prefix)
+    if run_id is not None:
+        return f"the branch of run {run_id!r} (branch_prefix {prefix!r})"
+    if main.startswith(PR_PREFIX):
+        return f"a pull request's branch ({PR_PREFIX}N)"
+    if main.startswith(TAG_PREFIX):
+        return f"a promotion tag ({TAG_PREFIX}*)"
+    if main.startswith(SCRATCH_PREFIX):
+        return f"a scratch branch ({SCRATCH_PREFIX}*)"
+    return None
 
 
 def branch_name(run_id: str, prefix: str = DEFAULT_BRANCH_PREFIX) -> str:

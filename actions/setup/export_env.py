@@ -16,8 +16,12 @@ import secrets
 import sys
 
 NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+# The runner's own names, and every name that changes how a later step's programs start (shells, loaders,
+# git, pip/uv, the JVM, Perl, Ruby) or where their connections go (proxies, CA bundles).
 RESERVED = re.compile(
     r"(GITHUB|RUNNER|ACTIONS|INPUT|STATE)_.*|CI|HOME|PATH|SHELL|PYTHON.*|LD_.*|BASH_.*|ENV|IFS|NODE_.*|UV_.*"
+    r"|SHELLOPTS|BASHOPTS|PS[0-4]|PROMPT_COMMAND|CDPATH|GIT_.*|PIP_.*|(_?JAVA|JDK_JAVA)_.*|PERL5.*|RUBY.*"
+    r"|GCONV_PATH|LOCPATH|TMPDIR|.*_PROXY|SSL_CERT_.*|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE"
 )
 
 

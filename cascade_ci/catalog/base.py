@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from cascade_ci.naming import SCRATCH_PREFIX
+
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
 # Private branches a command stages its writes on, published by a compare-and-swap and then dropped. A killed
 # command leaves one behind: `sweep_leftovers` deletes those older than SCRATCH_MAX_AGE; `list_refs` hides them.
-SCRATCH_PREFIX = "cascade-scratch/"
 SCRATCH_MAX_AGE = timedelta(hours=1)  # far longer than any staging
 _SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-[0-9a-f]{32}")
 

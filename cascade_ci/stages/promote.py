@@ -31,6 +31,7 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from cascade_ci.approval import require_approval
 from cascade_ci.branch_state import FIRST_PAGE, HISTORY_LIMIT, KIND, RUN_ID, BranchState, MetaKind, read_branch
 from cascade_ci.catalog.base import RefKind, scratch_branch
 from cascade_ci.errors import AlreadyExistsError, ConflictError, NotFoundError, RefusedError
@@ -176,13 +177,16 @@ def promote(
 ) -> PromotionResult:
     """Publish run `run_id`'s validated data to main, or raise RefusedError saying why not.
 
-    A branch whose last ingest failed or landed nothing is refused unless `allow_empty`.
+    A branch whose last ingest failed or landed nothing is refused unless `allow_empty`. With `approvers` in
+    the config, `provenance` must carry an approval (`approval.require_approval`).
 
     `update`: when main moved, bring the branch up to date and validate it again (`report` gets each new
     verdict), then promote; at most `attempts` tries.
     """
     if is_pr_branch(branch_name(run_id, settings.branch_prefix)):
         raise RefusedError(f"pull request branches ({PR_PREFIX}N) are never promoted; merge the pull request instead")
+    if not dry_run:
+        require_approval(settings.approvers, provenance)
     if not allow_empty:
         read_branch(catalog, branch_name(run_id, settings.branch_prefix)).require_ingest("promote")
     if not update:

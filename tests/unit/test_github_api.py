@@ -159,11 +159,12 @@ def test_comment_on_page_two_is_updated_in_place(server: FakeServer) -> None:
 def test_long_comment_is_cut_with_a_note(server: FakeServer, api: GitHubApi) -> None:
     server.pages(COMMENTS_PATH, [])
     server.route("POST", COMMENTS_PATH, created)
-    api.upsert_comment(PR, "x" * 70_000)
+    api.upsert_comment(PR, ("x" * 99 + "\n") * 700)
     (post,) = [r for r in server.requests if r.method == "POST"]
     body = post.json()["body"]
-    assert len(body) == COMMENT_LIMIT
+    assert COMMENT_LIMIT - 100 < len(body) <= COMMENT_LIMIT  # cut at a line end
     assert body.startswith(f"{MARKER}\nxxx")
+    assert set(body.split("\n\n")[0].splitlines()[1:]) == {"x" * 99}
     assert body.endswith("65,536-character limit; the full text is in reports/._")
 
 
