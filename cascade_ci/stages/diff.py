@@ -14,6 +14,7 @@ DuckDB; tables the branch did not change are not read.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from cascade_ci.branch_state import read_branch
 from cascade_ci.catalog.base import ChangeKind
 from cascade_ci.naming import branch_name
+from cascade_ci.rejects import SUFFIX as REJECTS_SUFFIX
 from cascade_ci.report.markdown import code
 
 if TYPE_CHECKING:
@@ -85,6 +87,16 @@ def table_key(settings: Settings, table: str) -> tuple[str, ...]:
     return ()
 
 
+def sensitive_columns(settings: Settings, table: str) -> list[str]:
+    """The table's `sensitive` columns; a rejects table's `record` when the table it belongs to has any (a
+    rejected record holds the values its table hides)."""
+    config = settings.tables.get(table)
+    if config is not None and config.sensitive:
+        return list(config.sensitive)
+    base = settings.tables.get(table.removesuffix(REJECTS_SUFFIX)) if table.endswith(REJECTS_SUFFIX) else None
+    return ["record"] if base is not None and base.sensitive else []
+
+
 def _types(table: Table | None) -> dict[str, str]:
     return {column.name: str(column.field_type) for column in table.schema().columns} if table is not None else {}
 
@@ -143,12 +155,22 @@ class _Shape:
         )
 
 
-def compare(old: Table | None, new: Table | None, key: tuple[str, ...], name: str, change: str) -> TableDiff:
-    """Rows and columns that differ between two versions of one table (either may be absent)."""
+def compare(
+    old: Table | None,
+    new: Table | None,
+    key: tuple[str, ...],
+    name: str,
+    change: str,
+    sensitive: Collection[str] = (),
+) -> TableDiff:
+    """Rows and columns that differ between two versions of one table (either may be absent); no sample
+    keys when a key column is `sensitive`."""
     import duckdb
 
     shape = _Shape.of(old, new)
-    note = ""
+    hidden = sorted(set(key) & set(sensitive))
+    shown = () if hidden else key
+    note = f"no sample keys: key column(s) {', '.join(hidden)} are sensitive" if hidden else ""
     if old is not None and new is not None:
         if key and any(k not in shape.common for k in key):
             note, key = f"key {', '.join(key)} is not in both versions: whole rows compared", ()
@@ -163,7 +185,7 @@ def compare(old: Table | None, new: Table | None, key: tuple[str, ...], name: st
         if old is None or new is None:  # a table added or removed: every row is
             kind, source = ("added", "new_rows") if old is None else ("removed", "old_rows")
             rows = _count(con, source, "TRUE")
-            samples = _samples(con, key, source, "TRUE")
+            samples = _samples(con, shown, source, "TRUE")
             return TableDiff(name, change, key, rows if old is None else 0, rows if new is None else 0, 0,
                              **columns, samples={kind: samples} if samples else {}, note=note)  # fmt: skip
         if not key:
@@ -178,9 +200,9 @@ def compare(old: Table | None, new: Table | None, key: tuple[str, ...], name: st
             "changed": ("new_rows n", f"EXISTS (SELECT 1 FROM old_rows o WHERE {on} AND ({differs}))"),  # noqa: S608
         }
         counts = {kind: _count(con, source, cond) for kind, (source, cond) in where.items()}
-        samples = {kind: _samples(con, key, source, cond) for kind, (source, cond) in where.items()}
+        samples = {kind: _samples(con, shown, source, cond) for kind, (source, cond) in where.items()}
         return TableDiff(name, change, key, counts["added"], counts["removed"], counts["changed"], **columns,
-                         samples={kind: keys for kind, keys in samples.items() if keys})  # fmt: skip
+                         samples={kind: keys for kind, keys in samples.items() if keys}, note=note)  # fmt: skip
     finally:
         con.close()
 
@@ -217,7 +239,8 @@ def diff_branch(settings: Settings, catalog: BranchCatalog, run_id: str) -> Diff
     for change in sorted(catalog.diff(base, head), key=lambda c: c.table):
         old = before.load_table(change.table) if change.kind is not ChangeKind.ADDED else None
         new = after.load_table(change.table) if change.kind is not ChangeKind.REMOVED else None
-        found.append(compare(old, new, table_key(settings, change.table), change.table, str(change.kind)))
+        key = table_key(settings, change.table)
+        found.append(compare(old, new, key, change.table, str(change.kind), sensitive_columns(settings, change.table)))
     return DiffResult(name, settings.main_branch, base, head, tuple(found))
 
 

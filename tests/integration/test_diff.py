@@ -93,3 +93,29 @@ def test_samples_are_capped_and_markdown_is_escaped(catalog: LocalBranchCatalog)
     text = render_markdown(DiffResult("pr/1", "main", "a" * 64, "b" * 64, (diff,) * 500))
     assert len(text) <= MARKDOWN_LIMIT + 200 and "cut" in text
     assert "- `raw.tags`: added, e.g. ``k|02`<b>``, ``k|03`<b>``," in text  # each key one code span
+
+
+def test_a_sensitive_key_gives_counts_without_sample_keys(tmp_path: Path, catalog: LocalBranchCatalog) -> None:
+    (tmp_path / "cascade.toml").write_text('[tables."raw.rejects"]\nunique = ["record"]\nsensitive = ["record"]\n')
+    write_rows(catalog, "main", "raw.rejects", pa.table({"record": pa.array(['{"sgv": 1}'])}))
+    assert cascade("branch", "--pr", "6").exit_code == 0
+    replace_rows(catalog, "pr/6", "raw.rejects", pa.table({"record": pa.array(['{"sgv": 1}', f'{{"sgv": {SECRET}}}'])}))
+
+    result = cascade("diff", "--pr", "6", "--json")
+    assert result.exit_code == 0, result.output
+    (found,) = json.loads(result.stdout)["tables"]
+    assert found["rows_added"] == 1 and found["samples"] == {} and "record" in found["note"]
+    markdown = (tmp_path / "reports" / "diff.md").read_text()
+    for text in (markdown, result.stdout):
+        assert str(SECRET) not in text
+
+
+def test_a_rejects_table_hides_its_records_when_its_table_has_sensitive_columns(tmp_path: Path) -> None:
+    from cascade_ci.config import load_settings
+    from cascade_ci.stages.diff import sensitive_columns
+
+    (tmp_path / "cascade.toml").write_text('[tables."raw.readings"]\nsensitive = ["sgv"]\n[tables."raw.other"]\n')
+    settings = load_settings(tmp_path / "cascade.toml")
+    assert sensitive_columns(settings, "raw.readings__rejects") == ["record"]
+    assert sensitive_columns(settings, "raw.other__rejects") == []
+    assert sensitive_columns(settings, "raw.readings") == ["sgv"]
