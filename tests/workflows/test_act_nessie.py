@@ -4,12 +4,16 @@ GitHub API: pr/<number> in Nessie, the diff comment, one check per gate, the `cl
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
 from cascade_ci.catalog import open_catalog
 from cascade_ci.config import Settings, load_settings
 from cascade_ci.github_api import MARKER
+from tests.conftest import STACK, _read_env, start_services
 from tests.workflows.test_act import GITHUB_REPOSITORY, PR_JOB, TOKEN, act_pull_request, jobs
 
 # The stack's settings the workflow reads: repository variables (wap.yml's env and pipeline-env) and secrets.
@@ -17,15 +21,32 @@ VARIABLES = ("NESSIE_URI", "NESSIE_WAREHOUSE", "S3_ENDPOINT", "S3_REGION", "TRIN
 SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """moto, Nessie and Trino of this module alone (services/stack.sh): other tests reset the shared Nessie's
+    refs (`nessie_backend`), which would pull pr/9 away between two jobs' steps."""
+    run = tmp_path_factory.mktemp("act-stack")
+    env = {**os.environ, "CASCADE_SERVICES_RUN": str(run)}
+    start_services(STACK, env)
+    try:
+        yield _read_env(run / "stack.env")
+    finally:
+        subprocess.run(["bash", str(STACK), "stop"], env=env, capture_output=True, timeout=120)
+
+
 @pytest.fixture
-def production(nessie_backend: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, dict, list]:
-    """Settings of the emptied shared Nessie for this test, and act's --var/-s for it. The stack's settings
-    leave this process's environment, so the jobs get them only as variables and secrets, as on GitHub."""
-    settings = load_settings()
-    variables = {"CASCADE_CATALOG": "nessie", **{name: nessie_backend[name] for name in VARIABLES}}
-    secrets = [flag for name in SECRETS for flag in ("-s", f"{name}={nessie_backend[name]}")]
-    for name in (*nessie_backend, "CASCADE_CATALOG"):
-        monkeypatch.delenv(name, raising=False)
+def production(own_stack: dict[str, str]) -> tuple[Settings, dict, list]:
+    """Settings of that Nessie, and act's --var/-s for it: the jobs get the stack's settings only as
+    repository variables and secrets, as on GitHub (this process's environment holds none of them)."""
+    settings = load_settings(
+        catalog="nessie",
+        nessie_uri=own_stack["NESSIE_URI"],
+        s3_endpoint=own_stack["S3_ENDPOINT"],
+        s3_access_key_id=own_stack["AWS_ACCESS_KEY_ID"],
+        s3_secret_access_key=own_stack["AWS_SECRET_ACCESS_KEY"],
+    )
+    variables = {"CASCADE_CATALOG": "nessie", **{name: own_stack[name] for name in VARIABLES}}
+    secrets = [flag for name in SECRETS for flag in ("-s", f"{name}={own_stack[name]}")]
     return settings, variables, secrets
 
 
