@@ -4,8 +4,6 @@ GitHub API: pr/<number> in Nessie, the diff comment, one check per gate, the `cl
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from cascade_ci.catalog import open_catalog
 from cascade_ci.config import Settings, load_settings
 from cascade_ci.github_api import MARKER
-from tests.conftest import STACK, _read_env, start_services
+from tests.conftest import started_stack
 from tests.workflows.test_act import GITHUB_REPOSITORY, PR_JOB, TOKEN, act_pull_request, jobs
 
 # The stack's settings the workflow reads: repository variables (wap.yml's env and pipeline-env) and secrets.
@@ -25,13 +23,8 @@ SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """moto, Nessie and Trino of this module alone (services/stack.sh): other tests reset the shared Nessie's
     refs (`nessie_backend`), which would pull pr/9 away between two jobs' steps."""
-    run = tmp_path_factory.mktemp("act-stack")
-    env = {**os.environ, "CASCADE_SERVICES_RUN": str(run)}
-    start_services(STACK, env)
-    try:
-        yield _read_env(run / "stack.env")
-    finally:
-        subprocess.run(["bash", str(STACK), "stop"], env=env, capture_output=True, timeout=120)
+    with started_stack(tmp_path_factory.mktemp("act-stack")) as settings:
+        yield settings
 
 
 @pytest.fixture
