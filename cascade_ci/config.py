@@ -291,6 +291,15 @@ class Settings(BaseSettings):
             return names
         return value
 
+    @field_validator(
+        "s3_access_key_id", "s3_secret_access_key", "nessie_token", "nessie_oauth2_client_secret",
+        "trino_password", "github_token", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _blank_secret_is_unset(cls, value: Any) -> Any:
+        """An empty secret is none: a workflow maps every secret it declares, set or not (unset ones as "")."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("approvers", mode="before")
     @classmethod
     def _logins(cls, value: Any) -> Any:

@@ -10,7 +10,7 @@
 # clients, cascade-reader, cascade-writer and cascade-promoter, whose secrets are made up at each start,
 # given to Keycloak through the environment and written to auth.env (mode 600). Nessie (in-memory version
 # store) validates the bearer tokens against the realm (Quarkus OIDC) and applies the authorization rules
-# of docs/security-model.md. Its warehouse is s3://$S3_BUCKET/auth/ on the S3 the environment names
+# of the README's "Security model". Its warehouse is s3://$S3_BUCKET/auth/ on the S3 the environment names
 # (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; e.g. the stack's moto).
 #
 # Environment knobs:
@@ -120,11 +120,11 @@ nessie.server.authentication.enabled=true
 quarkus.oidc.auth-server-url=$issuer
 quarkus.oidc.client-id=nessie
 quarkus.oidc.connection-delay=PT${TIMEOUT}S
-# Authorization: the rules of docs/security-model.md.
+# Authorization: the rules of the README's "Security model".
 nessie.server.authorization.enabled=true
 EOF
     sed -n 's/^    nessie\.server\.authorization\.rules\./nessie.server.authorization.rules./p' \
-      "$HERE/../docs/security-model.md"
+      "$HERE/../README.md"
   } >"$dir/config/application.properties"
   launch nessie "$dir" "$NESSIE_JAVA_HOME/bin/java" -Xms64m -Xmx512m -XX:+UseSerialGC $JIT_QUICK \
     -XX:+ExitOnOutOfMemoryError -jar "$NESSIE_JAR"

@@ -8,6 +8,7 @@ with the stack's log; nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -150,7 +151,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if RUNNING_STACK_ENV:
         yield _read_env(Path(RUNNING_STACK_ENV))
         return
-    run = tmp_path_factory.mktemp("services")
+    with started_stack(tmp_path_factory.mktemp("services")) as settings:
+        yield settings
+
+
+@contextlib.contextmanager
+def started_stack(run: Path) -> Iterator[dict[str, str]]:
+    """services/stack.sh's services started in run folder `run`, stopped on exit; their settings."""
     env = {**os.environ, "CASCADE_SERVICES_RUN": str(run)}
     start_services(STACK, env)
     try:

@@ -130,8 +130,9 @@ def file_store_trino(stack: dict[str, str], tmp_path_factory: pytest.TempPathFac
     home, java = cache / f"trino-server-{versions['TRINO_VERSION']}", versions["TRINO_JAVA_HOME"]
     root = tmp_path_factory.mktemp("trino-file-store")
     etc, data = root / "etc", root / "data"
-    (etc / "catalog").mkdir(parents=True)
+    etc.mkdir()
     data.mkdir()
+    (root / "catalogs").mkdir()
     import socket
 
     with socket.socket() as probe:
@@ -142,11 +143,12 @@ def file_store_trino(stack: dict[str, str], tmp_path_factory: pytest.TempPathFac
         "node.internal-address=127.0.0.1\nnode.bind-ip=127.0.0.1\n"
     )
     (etc / "jvm.config").write_text("-server\n-Xmx512M\n-XX:+UseSerialGC\n-XX:TieredStopAtLevel=1\n")
-    (etc / "config.properties").write_text(
-        f"coordinator=true\nnode-scheduler.include-coordinator=true\nhttp-server.http.port={port}\n"
-        f"discovery.uri=http://127.0.0.1:{port}\ncatalog.management=dynamic\ncatalog.store=file\n"
-        "query.max-memory=256MB\nquery.max-memory-per-node=128MB\n"
-    )
+    # docker-compose.yml's Trino configuration, on this port and with this catalog folder.
+    compose = REPO / "services" / "docker" / "trino"
+    config = (compose / "config.properties").read_text().replace("8080", str(port)).replace("localhost", "127.0.0.1")
+    (etc / "config.properties").write_text(f"{config}query.max-memory=256MB\nquery.max-memory-per-node=128MB\n")
+    store = (compose / "catalog-store.properties").read_text()
+    (etc / "catalog-store.properties").write_text(store.replace("/data/trino/catalog", str(root / "catalogs")))
     env = {
         "PATH": f"{java}/bin:{os.environ['PATH']}",
         "JAVA_HOME": java,
@@ -175,7 +177,7 @@ def file_store_trino(stack: dict[str, str], tmp_path_factory: pytest.TempPathFac
             if time.monotonic() > deadline:
                 pytest.fail("the second Trino did not start within 300 s", pytrace=False)
             time.sleep(0.5)
-        yield uri, etc / "catalog"
+        yield uri, root / "catalogs"
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=60)

