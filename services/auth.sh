@@ -6,8 +6,8 @@
 #   services/auth.sh stop     stop what `start` started
 #
 # Keycloak (built once at fetch for an in-memory database, then `start --optimized`) imports realm
-# `cascade` from services/keycloak/cascade-realm.json (docker-compose.yml's too): three client-credentials
-# clients, cascade-reader, cascade-writer and cascade-promoter, whose secrets are made up at each start,
+# `cascade` from services/keycloak/cascade-realm.json (docker-compose.yml's too): four client-credentials
+# clients, cascade-reader, cascade-writer, cascade-pr and cascade-promoter, whose secrets are made up at each start,
 # given to Keycloak through the environment and written to auth.env (mode 600). Nessie (in-memory version
 # store) validates the bearer tokens against the realm (Quarkus OIDC) and applies the authorization rules
 # of the README's "Security model". Its warehouse is s3://$S3_BUCKET/auth/ on the S3 the environment names
@@ -29,7 +29,7 @@ REALM=cascade
 # Build-time options of Keycloak (kc.sh build); `start --optimized` then boots without rebuilding.
 KEYCLOAK_BUILD=(--db=dev-mem --health-enabled=true)
 JIT_QUICK="-XX:TieredStopAtLevel=1" # C1 only: the JVMs live for one test session, start-up time is what counts
-CLIENTS=(cascade-reader cascade-writer cascade-promoter)
+CLIENTS=(cascade-reader cascade-writer cascade-pr cascade-promoter)
 
 log() { printf '[auth] %s\n' "$*" >&2; }
 die() {
@@ -89,7 +89,7 @@ start_keycloak() {
   mkdir -p "$KEYCLOAK_HOME/data/import"
   cp "$HERE/keycloak/$REALM-realm.json" "$KEYCLOAK_HOME/data/import/"
   launch keycloak "$RUN" env JAVA_HOME="$NESSIE_JAVA_HOME" CASCADE_READER_SECRET="${SECRETS[cascade-reader]}" \
-    CASCADE_WRITER_SECRET="${SECRETS[cascade-writer]}" CASCADE_PROMOTER_SECRET="${SECRETS[cascade-promoter]}" JAVA_OPTS_KC_HEAP="-Xms64m -Xmx512m" \
+    CASCADE_WRITER_SECRET="${SECRETS[cascade-writer]}" CASCADE_PR_SECRET="${SECRETS[cascade-pr]}" CASCADE_PROMOTER_SECRET="${SECRETS[cascade-promoter]}" JAVA_OPTS_KC_HEAP="-Xms64m -Xmx512m" \
     JAVA_OPTS_APPEND="$JIT_QUICK" "$KEYCLOAK_HOME/bin/kc.sh" start --optimized --import-realm --http-enabled=true \
     --hostname-strict=false --cache=local --http-host=127.0.0.1 --http-port="$port" --http-management-port="$management"
 }

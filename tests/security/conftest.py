@@ -51,7 +51,7 @@ def workflow_commands(text: str, *, ours: tuple[str, ...] = ()) -> list[str]:
 
 
 AUTH = REPO / "services" / "auth.sh"
-CLIENTS = ("cascade-reader", "cascade-writer", "cascade-promoter")
+CLIENTS = ("cascade-reader", "cascade-writer", "cascade-pr", "cascade-promoter")
 # Read once at import (`clean_env` scrubs CASCADE_*): the auth.env of services already running, if any.
 RUNNING_AUTH_ENV = os.environ.get("CASCADE_AUTH_ENV")
 

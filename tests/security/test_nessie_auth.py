@@ -125,6 +125,33 @@ def test_the_writer_cannot_move_main(project, auth_stack: AuthStack):
     assert catalog.get_ref("main") == head
 
 
+def test_the_pull_request_identity_writes_pr_branches_only(project, auth_stack: AuthStack):
+    """A pull request's jobs run its own code: their identity cannot forge a pipeline verdict nor move main."""
+    root, env = project
+    pr, writer = {**env, **auth_stack.oauth2_env("cascade-pr")}, {**env, **auth_stack.oauth2_env("cascade-writer")}
+    number = str(int(uuid.uuid4().int % 90000) + 10000)
+    for step in ("branch", "ingest"):  # what the pull-request job runs
+        done = cascade_in(root, pr, step, "--pr", number)
+        assert done.returncode == 0, f"{step}: {done.stderr}"
+    done = cascade_in(root, pr, "branch")  # a pipeline/run-* branch of its own
+    assert done.returncode == 2
+    assert "'CREATE_REFERENCE' is not allowed for role 'service-account-cascade-pr'" in done.stderr
+    assert cascade_in(root, writer, "branch").returncode == 0  # the pipeline's branch, by the writer
+    for step in ("ingest", "validate"):  # a commit (data, or a passing verdict) onto it
+        done = cascade_in(root, pr, step)
+        assert done.returncode == 2, f"{step}: {done.stderr}"
+        assert "service-account-cascade-pr" in done.stderr and "not allowed" in done.stderr
+    auth = NessieAuth.from_settings(load_settings(nessie_auth="oauth2", **settings_of(auth_stack, "cascade-pr")))
+    catalog = NessieBranchCatalog(auth_stack["NESSIE_URI"], auth=auth)
+    head, branch = catalog.get_ref("main"), catalog.get_ref(f"pipeline/run-{env['GITHUB_RUN_ID']}")
+    with pytest.raises(AccessDeniedError, match="not allowed"):
+        catalog.assign("main", catalog.get_ref(f"pr/{number}").hash, head.hash)
+    assert catalog.get_ref("main") == head
+    assert catalog.get_ref(branch.name) == branch  # nothing landed on the pipeline's branch
+    gc = cascade_in(root, writer, "branch", "--pr", number, "--delete")  # gc and pr-closed may drop it
+    assert gc.returncode == 0, gc.stderr
+
+
 def test_one_token_serves_both_apis_until_it_is_due(auth_stack: AuthStack):
     auth = NessieAuth(
         "oauth2",
