@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cascade_ci.branch_state import KIND, MetaKind
-from cascade_ci.errors import ConflictError, NotFoundError, ServiceUnavailableError
+from cascade_ci.errors import AccessDeniedError, ConflictError, NotFoundError, ServiceUnavailableError
 
 if TYPE_CHECKING:
     from cascade_ci.catalog.base import BranchCatalog, Commit, Ref
@@ -100,6 +100,9 @@ def judge_tags(
     return decisions
 
 
+NO_TAG_PERMISSION = "no permission to delete tags; run gc with the promoter identity"
+
+
 def expire_tag(catalog: BranchCatalog, decision: TagDecision, dry_run: bool) -> TagDecision:
     """Carry out an `expired` decision: delete the tag if it still points where it was judged."""
     if decision.action != "expired":
@@ -108,6 +111,8 @@ def expire_tag(catalog: BranchCatalog, decision: TagDecision, dry_run: bool) -> 
         return TagDecision(decision.tag, decision.hash, decision.age_days, "would-delete", decision.reason)
     try:
         catalog.delete_ref(decision.tag, expected_hash=decision.hash)
+    except AccessDeniedError:  # the nightly gc runs as the writer; only the promoter deletes prod-* tags
+        return TagDecision(decision.tag, decision.hash, decision.age_days, "kept", NO_TAG_PERMISSION)
     except (ConflictError, NotFoundError, ServiceUnavailableError) as e:
         return TagDecision(decision.tag, decision.hash, decision.age_days, "kept", f"not deleted: {e}")
     return TagDecision(decision.tag, decision.hash, decision.age_days, "deleted", decision.reason)

@@ -31,7 +31,7 @@ from cascade_ci.catalog.local import LocalBranchCatalog
 from cascade_ci.catalog.sweep import backend_for, key
 from cascade_ci.cli import cli
 from cascade_ci.config import load_settings
-from cascade_ci.errors import NotFastForwardError, NotFoundError
+from cascade_ci.errors import AccessDeniedError, NotFastForwardError, NotFoundError
 from cascade_ci.stages.branch import create_run_branch
 from cascade_ci.stages.gc import GcDecision, collect_storage
 from cascade_ci.stages.retention import judge_tags, retained_history
@@ -308,6 +308,32 @@ def test_gc_files_frees_what_rebuilt_marts_and_expired_history_held(tmp_path, mo
     assert len(history) == did["history"]["kept_commits"] and history[-1]["parents"] == []
     again = CliRunner().invoke(cli, ["gc", "--files", "--json"], catch_exceptions=False)
     assert json.loads(again.stdout)["files"]["freed_files"] == 0
+
+
+def test_gc_without_permission_to_delete_tags_keeps_them_and_goes_on(tmp_path, monkeypatch):
+    """The nightly gc runs as the writer: a tag deletion it is denied keeps that tag, says so, and exits 0."""
+    world = local_world(tmp_path / "home")
+    runs(world, 4)
+    for name, value in RETENTION.items():
+        monkeypatch.setenv(name.upper(), str(value))
+    delete_ref = LocalBranchCatalog.delete_ref
+
+    def denied_for_tags(self: LocalBranchCatalog, name: str, expected_hash: str) -> None:
+        if name.startswith("prod-"):
+            raise AccessDeniedError(f"'DELETE_REFERENCE' is not allowed on reference '{name}'")
+        delete_ref(self, name, expected_hash)
+
+    monkeypatch.setattr(LocalBranchCatalog, "delete_ref", denied_for_tags)
+    done = CliRunner().invoke(cli, ["gc", "--files", "--json"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    tags = {t["tag"]: t for t in json.loads(done.stdout)["tags"]}
+    assert set(tags) == set(world.tags) and all(t["action"] == "kept" for t in tags.values())
+    denied = [t for t in tags.values() if "no permission to delete tags" in t["reason"]]
+    assert len(denied) == 3  # every expired tag was tried, not only the first
+    assert all("run gc with the promoter identity" in t["reason"] for t in denied)
+    assert len(world.catalog.list_refs("prod-")) == 4
+    for tag in world.tags:  # what a kept tag points to is still readable
+        assert world.catalog.tables(tag).table_exists(world.raw)
 
 
 def test_a_tag_a_rollback_restored_is_kept_and_can_be_rolled_back_to_again(tmp_path):
