@@ -148,18 +148,18 @@ def jobs(log: str) -> dict[str, str]:
     return dict(re.findall(r"\[[^/\]]+/([^\]]+?)\s*\]\s+🏁\s+Job (succeeded|failed)", log))
 
 
-def act_dispatch(tmp_path: Path, *extra: str) -> tuple[int, str, FakeServer]:
+def act_dispatch(tmp_path: Path, *extra: str, sources: str = "sample") -> tuple[int, str, FakeServer]:
     """Dispatch pipeline.yml (a caller of wap.yml) with act and a fake GitHub API that knows the run."""
     event = tmp_path / "dispatch.json"
     repository = {"full_name": GITHUB_REPOSITORY, "default_branch": "main"}
-    event.write_text(json.dumps({"inputs": {"sources": "sample"}, "repository": repository}))
+    event.write_text(json.dumps({"inputs": {"sources": sources}, "repository": repository}))
     run = f"/repos/{GITHUB_REPOSITORY}/actions/runs/1"
     with FakeServer() as github:
         payload = run_payload(github.url, GITHUB_REPOSITORY, "1", ".github/workflows/pipeline.yml")
         github.route("GET", run, lambda req: (200, {}, payload))
         github.route("GET", f"{run}/approvals", lambda req: (200, {}, []))
         code, log = act(
-            "pipeline.yml", "workflow_dispatch", tmp_path, "-e", str(event), "--input", "sources=sample",
+            "pipeline.yml", "workflow_dispatch", tmp_path, "-e", str(event), "--input", f"sources={sources}",
             "-s", f"GITHUB_TOKEN={TOKEN}", "--env", f"GITHUB_API_URL={github.url}", *extra,
         )  # fmt: skip
     return code, log, github
@@ -168,8 +168,22 @@ def act_dispatch(tmp_path: Path, *extra: str) -> tuple[int, str, FakeServer]:
 STAGES = ("plan", "branch", "ingest", "transform", "validate")
 
 
+def recorded_source(tmp_path: Path) -> str:
+    """The example project outside the workspace with a source `recorded`: the sample generator under another
+    name, standing in for a real source (a run of the `sample` source is never auto-promoted)."""
+    project = tmp_path / "recorded"
+    copy_project(REPO / "examples" / "glucose-github", project)
+    config = project / "cascade.toml"
+    sample = re.search(r"^\[sources\.sample\]\n#[^\n]*\n(.*?)\n\n", config.read_text(), re.M | re.S)
+    assert sample, "the example's sample source"
+    with config.open("a") as out:
+        out.write(f"\n[sources.recorded]\n{sample.group(1)}\ndefault = false\n")
+    return str(config)
+
+
 def test_pipeline_dispatch_runs_through_promotion(tmp_path, monkeypatch):
-    code, log, github = act_dispatch(tmp_path)
+    config = recorded_source(tmp_path)
+    code, log, github = act_dispatch(tmp_path, "--var", f"CASCADE_CONFIG={config}", sources="recorded")
     assert code == 0, log[-4000:]
     assert jobs(log) == {f"cascade/{name}": "succeeded" for name in (*STAGES, "promote")}, log[-4000:]
     assert outputs(log, "cascade/branch")["branch"] == "pipeline/run-1"
@@ -195,6 +209,15 @@ def test_auto_promote_off_in_any_spelling_skips_promotion(tmp_path, monkeypatch)
     assert code == 0, log[-4000:]
     assert jobs(log) == {f"cascade/{name}": "succeeded" for name in STAGES}, log[-4000:]
     assert outputs(log, "cascade/plan")["promote"] == "false"
+    assert outputs(log, "cascade/validate")["blocked"] == "false"
+
+
+def test_a_dispatch_of_sample_data_is_never_auto_promoted(tmp_path):
+    code, log, _ = act_dispatch(tmp_path, "--input", "auto-promote=true", "--var", "AUTO_PROMOTE_ENABLED=true")
+    assert code == 0, log[-4000:]
+    assert jobs(log) == {f"cascade/{name}": "succeeded" for name in STAGES}, log[-4000:]
+    assert outputs(log, "cascade/plan")["promote"] == "false"
+    assert "the sources include the sample source: not promoted automatically" in log
     assert outputs(log, "cascade/validate")["blocked"] == "false"
 
 
