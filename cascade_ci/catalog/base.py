@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from cascade_ci.naming import SCRATCH_PREFIX
+from cascade_ci.naming import PR_PREFIX, SCRATCH_PREFIX
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -25,20 +25,26 @@ if TYPE_CHECKING:
 # Private branches a command stages its writes on, published by a compare-and-swap and then dropped. A killed
 # command leaves one behind: `sweep_leftovers` deletes those older than SCRATCH_MAX_AGE; `list_refs` hides them.
 SCRATCH_MAX_AGE = timedelta(hours=1)  # far longer than any staging
-_SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-[0-9a-f]{32}")
+# A pull request's staging branches are `cascade-scratch/pr-*`: the pull-request identity writes only those
+# (README "Security model"), so its code cannot commit onto a pipeline run's staging branch.
+SCRATCH_PR = "pr-"
+_SCRATCH_NAME = re.compile(re.escape(SCRATCH_PREFIX) + f"(?:{SCRATCH_PR})?" + r"(\d+)-[0-9a-f]{32}")
 
 
-def scratch_name() -> str:
-    """A fresh scratch branch name: `cascade-scratch/<unix time>-<uuid>`."""
-    return f"{SCRATCH_PREFIX}{int(time.time())}-{uuid.uuid4().hex}"
+def scratch_name(for_branch: str = "") -> str:
+    """A fresh scratch branch name to stage writes to `for_branch`: `cascade-scratch/<unix time>-<uuid>`,
+    `cascade-scratch/pr-<unix time>-<uuid>` for a pull request's `pr/N`."""
+    owner = SCRATCH_PR if for_branch.startswith(PR_PREFIX) else ""
+    return f"{SCRATCH_PREFIX}{owner}{int(time.time())}-{uuid.uuid4().hex}"
 
 
 @contextmanager
-def scratch_branch(catalog: BranchCatalog, at_hash: str) -> Iterator[str]:
-    """A fresh scratch branch at `at_hash` to stage writes on; dropped afterwards (left behind only by a kill)."""
+def scratch_branch(catalog: BranchCatalog, at_hash: str, for_branch: str = "") -> Iterator[str]:
+    """A fresh scratch branch at `at_hash` to stage writes to `for_branch` on; dropped afterwards (left behind
+    only by a kill)."""
     from cascade_ci.errors import CatalogError
 
-    name = scratch_name()
+    name = scratch_name(for_branch)
     catalog.create_ref(name, at_hash)
     try:
         yield name

@@ -264,9 +264,9 @@ class NessieBranchCatalog:
         return self._to_ref(data["reference"])
 
     @contextmanager
-    def _scratch(self, at_hash: str) -> Iterator[str]:
-        """A private branch at `at_hash` for staging one commit or merge; dropped afterwards."""
-        name = scratch_name()
+    def _scratch(self, at_hash: str, for_branch: str) -> Iterator[str]:
+        """A private branch at `at_hash` for staging one commit or merge to `for_branch`; dropped afterwards."""
+        name = scratch_name(for_branch)
         self._call("POST", "/trees", {"type": "DETACHED", "hash": at_hash}, query={"name": name, "type": "BRANCH"})
         try:
             yield name
@@ -288,7 +288,7 @@ class NessieBranchCatalog:
             body = {"commitMeta": meta, "operations": operations or [{"type": "UNCHANGED", "key": META_KEY}]}
             done = self._call("POST", f"/trees/{_ref_path(branch, expected_hash)}/history/commit", body)
             return self._to_ref(done["targetBranch"])
-        with self._scratch(expected_hash) as scratch:
+        with self._scratch(expected_hash, branch) as scratch:
             done = self._call(
                 "POST",
                 f"/trees/{_ref_path(scratch, expected_hash)}/history/commit",
@@ -379,7 +379,7 @@ class NessieBranchCatalog:
         _, head = self._resolve(ref)
         if ancestor_hash == head:
             return True
-        with self._scratch(head) as scratch:
+        with self._scratch(head, ref) as scratch:
             base, _ = self._merge_base(scratch, head, ancestor_hash)
         return base == ancestor_hash
 
@@ -419,7 +419,7 @@ class NessieBranchCatalog:
         head = self._branch(target, expected_target_hash)
         ref, incoming = self._resolve(source)
         meta = {"message": message, "properties": {"cascade.merged-from": source}}
-        with self._scratch(expected_target_hash) as scratch:
+        with self._scratch(expected_target_hash, target) as scratch:
             result = self._call(
                 "POST",
                 f"/trees/{_ref_path(scratch, expected_target_hash)}/history/merge",

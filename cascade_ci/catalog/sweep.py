@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
-from cascade_ci.catalog.base import SCRATCH_PREFIX
+from cascade_ci.catalog.base import SCRATCH_PR, SCRATCH_PREFIX
 from cascade_ci.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -178,8 +178,9 @@ def chain_until(catalog: BranchCatalog, ref: str, head: str, stop: Collection[st
 
 
 def scratch_since(name: str) -> datetime | None:
-    """When a staging branch was made (its name says: `cascade-scratch/<unix time>-<uuid>`)."""
-    stamp = name[len(SCRATCH_PREFIX) :].split("-", 1)[0] if name.startswith(SCRATCH_PREFIX) else ""
+    """When a staging branch was made (its name says: `cascade-scratch/[pr-]<unix time>-<uuid>`)."""
+    rest = name[len(SCRATCH_PREFIX) :].removeprefix(SCRATCH_PR) if name.startswith(SCRATCH_PREFIX) else ""
+    stamp = rest.split("-", 1)[0]
     return datetime.fromtimestamp(int(stamp), UTC) if stamp.isdigit() else None
 
 

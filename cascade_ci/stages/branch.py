@@ -72,7 +72,7 @@ def create_run_branch(
             return BranchResult(name, state.base_hash or "", head.hash, attempt, "reused")
         catalog.delete_ref(name, expected_hash=state.ref.hash)
     main = catalog.get_ref(settings.main_branch)
-    scratch = scratch_name()
+    scratch = scratch_name(name)
     marker = _marker_commit(catalog, scratch, main.hash, name, run_id, attempt)
     try:
         catalog.create_ref(name, marker)

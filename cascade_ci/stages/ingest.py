@@ -203,7 +203,7 @@ def ingest(
         writes = read_sources(settings, run_id, chosen, options, now, contexts)
         rows: dict[str, int] = {}
         rejected: dict[str, int] = {}
-        with scratch_branch(catalog, start) as scratch:
+        with scratch_branch(catalog, start, name) as scratch:
             tables = catalog.tables(scratch)
             for write in writes:
                 if write.keys:

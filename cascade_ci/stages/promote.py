@@ -256,7 +256,7 @@ def _promote_once(
 
     record = {"run_id": run_id, "validated_hash": verdict.validated_hash, "main_before": main.hash}
     record.update(provenance or {})
-    with scratch_branch(catalog, head) as scratch:
+    with scratch_branch(catalog, head, name) as scratch:
         promoted = catalog.commit_meta(
             scratch,
             f"promote run {run_id} to {main_name}",

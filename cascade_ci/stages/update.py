@@ -140,7 +140,7 @@ def rebase(catalog: BranchCatalog, state: BranchState, onto: str, plan: UpdatePl
     from cascade_ci.catalog.replay import replay
 
     name, before = state.ref.name, state.ref.hash
-    scratch = scratch_name()
+    scratch = scratch_name(name)
     catalog.create_ref(scratch, onto)
     try:
         head = catalog.commit_meta(scratch, f"update {name} onto {onto[:12]}", marker, expected_hash=onto)

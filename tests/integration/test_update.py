@@ -271,7 +271,8 @@ def test_a_write_racing_update_is_caught_by_compare_and_swap(monkeypatch):
 
     scratches = []
     monkeypatch.setattr(type(catalog), "assign", racing_assign)
-    monkeypatch.setattr(update_stage, "scratch_name", lambda: scratches.append(scratch_name()) or scratches[-1])
+    made = lambda *owner: scratches.append(scratch_name(*owner)) or scratches[-1]  # noqa: E731
+    monkeypatch.setattr(update_stage, "scratch_name", made)
     result = cascade("update", "--run-id", "b", "--json")
     assert result.exit_code == 1, result.output
     assert "written to while it was being updated" in json.loads(result.stdout)["message"]

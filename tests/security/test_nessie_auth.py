@@ -15,6 +15,7 @@ from urllib.request import urlopen
 import pytest
 import requests
 
+from cascade_ci.catalog.base import scratch_name
 from cascade_ci.catalog.nessie import NessieBranchCatalog
 from cascade_ci.catalog.nessie_auth import NessieAuth, check_transport
 from cascade_ci.catalog.nessie_tables import NessieRefCatalog
@@ -130,7 +131,7 @@ def test_the_pull_request_identity_writes_pr_branches_only(project, auth_stack: 
     root, env = project
     pr, writer = {**env, **auth_stack.oauth2_env("cascade-pr")}, {**env, **auth_stack.oauth2_env("cascade-writer")}
     number = str(int(uuid.uuid4().int % 90000) + 10000)
-    for step in ("branch", "ingest"):  # what the pull-request job runs
+    for step in ("branch", "ingest", "validate"):  # what the pull-request job runs
         done = cascade_in(root, pr, step, "--pr", number)
         assert done.returncode == 0, f"{step}: {done.stderr}"
     done = cascade_in(root, pr, "branch")  # a pipeline/run-* branch of its own
@@ -148,6 +149,14 @@ def test_the_pull_request_identity_writes_pr_branches_only(project, auth_stack: 
         catalog.assign("main", catalog.get_ref(f"pr/{number}").hash, head.hash)
     assert catalog.get_ref("main") == head
     assert catalog.get_ref(branch.name) == branch  # nothing landed on the pipeline's branch
+    with pytest.raises(AccessDeniedError, match="not allowed"):  # nor on a pipeline command's staging branch
+        catalog.create_ref(scratch_name(branch.name), branch.hash)
+    writer_catalog = NessieBranchCatalog(
+        auth_stack["NESSIE_URI"],
+        auth=NessieAuth.from_settings(load_settings(nessie_auth="oauth2", **settings_of(auth_stack, "cascade-writer"))),
+    )
+    with pytest.raises(AccessDeniedError, match="not allowed"):  # and the writer stays off the pull request's
+        writer_catalog.create_ref(scratch_name(f"pr/{number}"), branch.hash)
     gc = cascade_in(root, writer, "branch", "--pr", number, "--delete")  # gc and pr-closed may drop it
     assert gc.returncode == 0, gc.stderr
 
