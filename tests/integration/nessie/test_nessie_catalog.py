@@ -366,12 +366,13 @@ def test_sweep_drops_only_stale_scratch_branches(catalog: NessieBranchCatalog, t
     now = datetime.now(UTC)
     stale = f"{SCRATCH_PREFIX}{int(now.timestamp()) - 7200}-{'a' * 32}"
     fresh = f"{SCRATCH_PREFIX}{int(now.timestamp()) - 60}-{'b' * 32}"
+    stale_pr = f"{SCRATCH_PREFIX}pr-{int(now.timestamp()) - 7200}-{'d' * 32}"  # a pull request's
     legacy = f"{SCRATCH_PREFIX}{'c' * 32}"  # a name without a time: its age is unknown, so it stays
-    for name in (stale, fresh, legacy):
+    for name in (stale, fresh, legacy, stale_pr):
         catalog._call("POST", "/trees", {"type": "DETACHED", "hash": head}, query={"name": name, "type": "BRANCH"})
     swept = catalog.sweep_leftovers(now)
-    assert [ref.name for ref in swept] == [stale]
+    assert sorted(ref.name for ref in swept) == sorted([stale, stale_pr])
     left = {data["name"] for data in catalog._pages("/trees", "references")}
-    assert fresh in left and legacy in left and stale not in left
+    assert fresh in left and legacy in left and stale not in left and stale_pr not in left
     for name in (fresh, legacy):
         catalog._call("DELETE", f"/trees/{name}@{head}")
