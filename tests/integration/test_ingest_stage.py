@@ -370,7 +370,9 @@ def test_a_failed_write_leaves_the_branch_where_it_was(project):
     with pytest.raises(Exception) as caught:  # whatever the table library raises
         ingest(settings, catalog, "1", options={"break": "1"}, now=NOW)
     assert not isinstance(caught.value, AssertionError)
-    assert catalog.get_ref("pipeline/run-1").hash == before  # nothing landed: no commit, not even an undo
+    after = catalog.get_ref("pipeline/run-1").hash
+    assert [c.message for c in catalog.log("pipeline/run-1", limit=1)] == ["ingest failed: 0 rows"]
+    assert catalog.diff(before, after) == []  # nothing landed: only the failure's record, not even an undo
     assert rows(catalog, "raw.a_first") == [{"id": 1, "v": 1}]
     assert rows(catalog, "raw.b_second") == [{"id": 1, "v": 1}]
 

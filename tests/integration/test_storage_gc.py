@@ -116,8 +116,8 @@ class World:
             except NotFastForwardError:
                 return  # main moved since the fork
             self.tags.append(self.catalog.create_ref(self.name("prod-"), promoted.hash, RefKind.TAG).name)
-        elif kind == "rollback" and self.tags:
-            tag = self.tags[pick % len(self.tags)]
+        elif kind == "rollback" and (promotions := [t for t in self.tags if t.startswith("prod-")]):
+            tag = promotions[pick % len(promotions)]  # rollback restores promotion tags only
             if self.exists(tag):
                 rollback(self.settings, self.catalog, tag)
         elif kind == "tag":
