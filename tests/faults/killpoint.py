@@ -85,8 +85,8 @@ def _hook_atomic_units(armed: Armed) -> None:
                 _die(armed.points[0])  # the statements ran; COMMIT never will
 
     @contextmanager
-    def scratch(self: NessieBranchCatalog, at_hash: str) -> Iterator[str]:
-        with original_scratch(self, at_hash) as name:
+    def scratch(self: NessieBranchCatalog, at_hash: str, for_branch: str) -> Iterator[str]:
+        with original_scratch(self, at_hash, for_branch) as name:
             yield name
             if armed.points:  # the staged work is on the scratch branch; its drop and the publish never happen
                 _die(f"{armed.points[0]} (left {name})")

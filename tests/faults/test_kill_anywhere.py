@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from cascade_ci.branch_state import read_branch
+from cascade_ci.branch_state import KIND, MetaKind, read_branch
 from cascade_ci.catalog import BranchCatalog, open_catalog
 from cascade_ci.catalog.base import RefKind
 from cascade_ci.config import load_settings
@@ -117,7 +117,8 @@ def prepare_rollback(catalog: BranchCatalog) -> Any:
     tables = catalog.tables("main")
     tables.create_namespace("raw")
     tables.create_table("raw.orders", rows(0).schema).append(rows(1))
-    catalog.create_ref("prod-20200101-000000", "main", RefKind.TAG)
+    promoted = catalog.commit_meta("main", "promote", {KIND: MetaKind.PROMOTION}, catalog.get_ref("main").hash)
+    catalog.create_ref("prod-20200101-000000", promoted.hash, RefKind.TAG)  # rollback goes to promotions only
     create_run_branch(settings, catalog, "6160")
     catalog.tables("pipeline/run-6160").load_table("raw.orders").append(rows(2))
     assert not validate(settings, catalog, "6160", gates=["schema"]).blocked
