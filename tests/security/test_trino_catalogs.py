@@ -57,7 +57,7 @@ def trino_on_auth_nessie(auth_stack: AuthStack, stack: dict[str, str]):
         "nessie_oauth2_client_id": "cascade-writer",
         "nessie_oauth2_client_secret": auth_stack.secret("cascade-writer"),
     }
-    branch = f"pr/consumer-{uuid.uuid4().hex[:8]}"
+    branch = f"pipeline/consumer-{uuid.uuid4().hex[:8]}"
     settings = load_settings(
         nessie_uri=auth_stack["NESSIE_URI"],
         trino_uri=stack["TRINO_URI"],
